@@ -1,0 +1,253 @@
+/*
+ * The only module that imports aedes. Everything Aedes-specific lives here:
+ * its hooks, and the fixes for what running Aedes 1.2 here revealed
+ * (shared/PITFALLS.md), so that an Aedes upgrade stays local.
+ */
+import type { Duplex } from 'node:stream'
+import { Aedes, type AedesPublishPacket, type Client } from 'aedes'
+import type { Logger } from 'pino'
+import type { Config } from '../config.js'
+import { SwitchyardError } from '../errors.js'
+import type { Persistence } from './persistence.js'
+import { capOutgoingQueue } from './persistence.js'
+
+export interface PublishInput {
+  topic: string
+  payload: string | Uint8Array
+  qos?: 0 | 1 | 2
+  retain?: boolean
+}
+
+/** A message accepted from a client, after authorization. */
+export interface AcceptedMessage {
+  topic: string
+  payload: Buffer
+  qos: 0 | 1 | 2
+  retain: boolean
+  clientId: string
+  username: string | null
+}
+
+export interface Counters {
+  /** Messages not queued because a client's outgoing queue was full (limits.maxQueuedMessages). */
+  queueDropped: number
+  /** Connections closed for sending a packet larger than limits.maxPacketSize. */
+  oversizedPackets: number
+  /** Connections closed for a protocol error (malformed bytes, bad first packet...). */
+  protocolErrors: number
+  /** Publishes acknowledged and dropped because the client may not publish there ($SYS/). */
+  deniedPublishes: number
+}
+
+export interface BrokerCoreOptions {
+  limits: Config['limits']
+  persistence: Persistence
+  logger: Logger
+  /** Called for every message a client published, after it was accepted. */
+  onClientPublish?: (message: AcceptedMessage) => void
+}
+
+export interface BrokerCore {
+  readonly id: string
+  readonly counters: Readonly<Counters>
+  readonly connectedClients: number
+  /** Serve one connection. `remote` is the peer address, for logs. */
+  handle(stream: Duplex, remote: string): void
+  publish(message: PublishInput): Promise<void>
+  /** Stop reading from clients, let queued deliveries drain, close clients, then persistence. */
+  close(): Promise<void>
+}
+
+const SYS_PREFIX = '$SYS/'
+/*
+ * A denied PUBLISH must be acknowledged and dropped (MQTT 3.1.1 section
+ * 3.3.5: the server "MUST either make a positive acknowledgement ... or close
+ * the Network Connection"; Mosquitto acknowledges). Aedes can only close, so
+ * a denied packet is diverted to this topic, which no client may subscribe
+ * to, with retain cleared: the QoS flow completes and nobody receives it.
+ */
+const DROP_PREFIX = '$switchyard-dropped/'
+
+function divert (packet: { topic: string, retain: boolean }): void {
+  packet.topic = DROP_PREFIX + 'denied'
+  packet.retain = false
+}
+const DRAIN_WAIT_MS = 2000
+
+export async function createBrokerCore (options: BrokerCoreOptions): Promise<BrokerCore> {
+  const { limits, persistence, logger } = options
+  const counters: Counters = { queueDropped: 0, oversizedPackets: 0, protocolErrors: 0, deniedPublishes: 0 }
+  // Aedes 1.2 does not keep the username on the client (PITFALLS.md).
+  const usernames = new WeakMap<Client, string | null>()
+  const remotes = new WeakMap<Client, string>()
+
+  capOutgoingQueue(persistence, limits.maxQueuedMessages, clientId => {
+    if (counters.queueDropped++ % 1000 === 0) {
+      logger.warn({ clientId, dropped: counters.queueDropped }, 'outgoing queue full (limits.maxQueuedMessages); message dropped for this client')
+    }
+  })
+
+  const aedes = await Aedes.createBroker({
+    persistence,
+    // Reject with an Error, never callback(null, false): Aedes 1.2 leaves
+    // the socket open forever on the latter (PITFALLS.md).
+    preConnect (client, packet, callback) {
+      // [MQTT-3.1.3-8] a zero-length client id requires a clean session;
+      // Aedes 1.2 accepts it anyway, so answer CONNACK 0x02 ourselves.
+      if (packet.clientId === '' && packet.clean === false) {
+        // close only after the CONNACK has been flushed
+        rejectIdentifier(client, () => callback(new Error('zero-length client id with clean session 0 [MQTT-3.1.3-8]'), false))
+        return
+      }
+      callback(null, true)
+    },
+    authenticate (client, username, _password, callback) {
+      usernames.set(client, username ?? null)
+      callback(null, true)
+    },
+    authorizePublish (client, packet, callback) {
+      // Clients must not publish into $SYS/: the broker owns it.
+      if (client !== null && (packet.topic.startsWith(SYS_PREFIX) || packet.topic.startsWith(DROP_PREFIX))) {
+        counters.deniedPublishes++
+        logger.debug({ clientId: client.id, topic: packet.topic }, 'publish denied; acknowledged and dropped')
+        divert(packet)
+      }
+      callback(null)
+    },
+    authorizeSubscribe (_client, sub, callback) {
+      // Nobody may listen where denied publishes are diverted. 0x80 in SUBACK.
+      callback(null, sub.topic.startsWith(DROP_PREFIX) ? null : sub)
+    },
+    authorizeForward (_client, packet) {
+      // [MQTT-3.3.1-9] only a message sent because of a new subscription
+      // carries retain=1. Aedes marks retained replays with brokerId=null;
+      // a stored offline-queue entry keeps its brokerId and, in Aedes 1.2,
+      // its original retain flag. The packet here is the client's own copy.
+      if (packet.retain && packet.brokerId) packet.retain = false
+      return packet
+    },
+    published (packet, client, callback) {
+      if (client && options.onClientPublish && !packet.topic.startsWith(DROP_PREFIX)) {
+        options.onClientPublish({
+          topic: packet.topic,
+          payload: packet.payload as Buffer,
+          qos: packet.qos,
+          retain: packet.retain,
+          clientId: client.id,
+          username: usernames.get(client) ?? null
+        })
+      }
+      callback(null)
+    }
+  })
+
+  aedes.on('client', client => {
+    logger.info({ clientId: client.id, remote: remotes.get(client), username: usernames.get(client) ?? undefined }, 'client connected')
+  })
+  aedes.on('clientDisconnect', client => {
+    logger.info({ clientId: client.id, remote: remotes.get(client) }, 'client disconnected')
+  })
+  aedes.on('clientError', (client, err) => {
+    logger.debug({ clientId: client.id, remote: remotes.get(client), err: err.message }, 'client error')
+  })
+  aedes.on('connectionError', (client, err) => {
+    counters.protocolErrors++
+    logger.debug({ remote: remotes.get(client), err: err.message }, 'connection error before CONNECT completed')
+  })
+
+  let closing: Promise<void> | undefined
+
+  return {
+    id: aedes.id,
+    counters,
+    get connectedClients () { return aedes.connectedClients },
+
+    handle (stream, remote) {
+      const client = aedes.handle(stream)
+      remotes.set(client, remote)
+      guardPacketSize(client, limits.maxPacketSize, (size) => {
+        counters.oversizedPackets++
+        logger.warn({ remote, size, maxPacketSize: limits.maxPacketSize }, 'packet exceeds limits.maxPacketSize; connection closed')
+      })
+    },
+
+    publish (message) {
+      if (aedes.closed) return Promise.reject(new SwitchyardError('ERR_CLOSED', 'broker is closed'))
+      const packet = {
+        cmd: 'publish' as const,
+        topic: message.topic,
+        payload: typeof message.payload === 'string' ? Buffer.from(message.payload) : Buffer.from(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength),
+        qos: message.qos ?? 0,
+        retain: message.retain ?? false,
+        dup: false
+      } as AedesPublishPacket
+      return new Promise((resolve, reject) => {
+        aedes.publish(packet, (err?: Error | null) => err ? reject(new SwitchyardError('ERR_PUBLISH', `publish to ${message.topic} failed: ${err.message}`, { cause: err })) : resolve())
+      })
+    },
+
+    close () {
+      closing ??= (async () => {
+        // Stop input first, then let the emitter drain: closing Aedes while
+        // mqemitter still has a queue recursed into a stack overflow under
+        // a QoS 0 flood (mqemitter#193, PITFALLS.md).
+        const internals = aedes as unknown as AedesInternals
+        for (const client of Object.values(internals.clients)) client.pause()
+        await waitForDrain(internals.mq)
+        await new Promise<void>(resolve => aedes.close(() => resolve()))
+        // Aedes does not close its persistence (PITFALLS.md).
+        await persistence.destroy()
+      })()
+      return closing
+    }
+  }
+}
+
+async function waitForDrain (mq: { length: number, current: number }): Promise<void> {
+  const deadline = Date.now() + DRAIN_WAIT_MS
+  while ((mq.length > 0 || mq.current > 0) && Date.now() < deadline) {
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+}
+
+interface AedesInternals {
+  clients: Record<string, { pause(): void }>
+  mq: { length: number, current: number }
+}
+
+interface ParserInternals {
+  _parseLength(): boolean
+  _emitError(err: Error): void
+  packet: { length: number }
+}
+
+/**
+ * Aedes 1.2 has no packet-size limit: a 50 MB PUBLISH was buffered whole.
+ * Check the Remaining Length as soon as the fixed header is parsed, before
+ * any payload is buffered, and fail only this connection.
+ */
+function guardPacketSize (client: Client, max: number, onOversize: (size: number) => void): void {
+  const parser = (client as unknown as { _parser: ParserInternals })._parser
+  const parseLength = parser._parseLength
+  parser._parseLength = function () {
+    if (!parseLength.call(this)) return false
+    const remaining = this.packet.length
+    const size = 1 + varintBytes(remaining) + remaining
+    if (size > max) {
+      onOversize(size)
+      this._emitError(new Error(`packet of ${size} bytes exceeds maxPacketSize ${max}`))
+      return false
+    }
+    return true
+  }
+}
+
+function varintBytes (n: number): number {
+  return n < 128 ? 1 : n < 16384 ? 2 : n < 2097152 ? 3 : 4
+}
+
+function rejectIdentifier (client: Client, then: () => void): void {
+  // CONNACK, remaining length 2, session present 0, return code 2 (identifier rejected)
+  const conn = (client as unknown as { conn: Duplex }).conn
+  conn.write(Buffer.from([0x20, 0x02, 0x00, 0x02]), () => then())
+}

@@ -1,0 +1,100 @@
+import { mkdirSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { Level } from 'level'
+import type { Config } from '../config.js'
+import { SwitchyardError } from '../errors.js'
+
+const require = createRequire(import.meta.url)
+// The package's main export wraps this class in a callback API that Aedes 1.x
+// rejects (it requires an async setup()); the async class is the real one.
+const LevelPersistence = require('aedes-persistence-level/asyncPersistence.js') as new (db: Level<string, Buffer>) => Persistence
+const memoryPersistence = require('aedes-persistence') as () => Persistence
+
+interface QueuedPacket { messageId?: number }
+interface Sub { clientId: string }
+interface ClientRef { id: string }
+
+/** The part of the aedes-persistence interface that Switchyard touches. */
+export interface Persistence {
+  outgoingEnqueue(sub: Sub, packet: unknown): Promise<unknown>
+  outgoingEnqueueCombi(subs: Sub[], packet: unknown): Promise<unknown>
+  outgoingClearMessageId(client: ClientRef, packet: QueuedPacket): Promise<unknown>
+  outgoingStream(client: ClientRef): AsyncIterable<unknown>
+  destroy(): Promise<void>
+}
+
+export async function openPersistence (config: Config['persistence']): Promise<Persistence> {
+  if (config.type === 'memory') return memoryPersistence()
+  mkdirSync(config.path, { recursive: true })
+  const db = new Level<string, Buffer>(config.path, { valueEncoding: 'buffer' })
+  try {
+    await db.open()
+  } catch (err) {
+    // LevelDB holds an exclusive lock: the usual cause is a second broker on the same directory.
+    const cause = (err as { cause?: Error }).cause ?? err
+    throw new SwitchyardError('ERR_PERSISTENCE',
+      `persistence.path: cannot open LevelDB at ${config.path}: ${(cause as Error).message}; ` +
+      'is another broker using this directory? Stop it or choose another path', { cause: err })
+  }
+  return new LevelPersistence(db)
+}
+
+/**
+ * Caps each client's outgoing queue (offline and in-flight QoS 1/2 messages)
+ * at `max`, like Mosquitto's max_queued_messages: Aedes 1.2 has no cap
+ * (aedes#1087), so one absent subscriber could exhaust memory or disk.
+ * Counts are loaded lazily from the store, so they stay exact across restarts.
+ * max = 0 means unlimited.
+ */
+export function capOutgoingQueue (p: Persistence, max: number, onDrop: (clientId: string) => void): void {
+  if (max === 0) return
+  const counts = new Map<string, number>()
+  const loading = new Map<string, Promise<number>>()
+  const enqueue = p.outgoingEnqueue.bind(p)
+  const enqueueCombi = p.outgoingEnqueueCombi.bind(p)
+  const clear = p.outgoingClearMessageId.bind(p)
+
+  const load = (clientId: string): Promise<number> => {
+    let pending = loading.get(clientId)
+    if (pending === undefined) {
+      pending = (async () => {
+        let n = 0
+        for await (const _ of p.outgoingStream({ id: clientId })) n++
+        counts.set(clientId, n)
+        loading.delete(clientId)
+        return n
+      })()
+      loading.set(clientId, pending)
+    }
+    return pending
+  }
+
+  // Reserve a slot; false when the client's queue is full.
+  const reserve = async (clientId: string): Promise<boolean> => {
+    if (!counts.has(clientId)) await load(clientId)
+    // re-read after the await: other reservations may have run meanwhile
+    const n = counts.get(clientId)!
+    if (n >= max) return false
+    counts.set(clientId, n + 1)
+    return true
+  }
+
+  p.outgoingEnqueueCombi = async (subs, packet) => {
+    const kept: Sub[] = []
+    for (const sub of subs) {
+      if (await reserve(sub.clientId)) kept.push(sub)
+      else onDrop(sub.clientId)
+    }
+    if (kept.length > 0) await enqueueCombi(kept, packet)
+  }
+  p.outgoingEnqueue = async (sub, packet) => {
+    if (await reserve(sub.clientId)) await enqueue(sub, packet)
+    else onDrop(sub.clientId)
+  }
+  p.outgoingClearMessageId = async (client, packet) => {
+    const removed = await clear(client, packet)
+    const n = counts.get(client.id)
+    if (removed !== undefined && n !== undefined) counts.set(client.id, Math.max(0, n - 1))
+    return removed
+  }
+}

@@ -1,0 +1,217 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
+import path from 'node:path'
+import { z } from 'zod'
+import { ConfigError } from './errors.js'
+
+/*
+ * One schema, one place for defaults. Every section is one entry of
+ * `sections`; adding a section (auth, rules, admin...) is adding one entry.
+ * parseConfig() validates once at the boundary, resolves relative paths
+ * against the config file's directory, and deep-freezes the result: nothing
+ * downstream re-checks it.
+ */
+
+const host = z.string().min(1).default('127.0.0.1')
+const port = (fallback: number) => z.number().int().min(0).max(65535).default(fallback)
+const wsPath = z.string().startsWith('/').default('/mqtt')
+
+const tcpListener = z.strictObject({ type: z.literal('tcp'), host, port: port(1883) })
+const wsListener = z.strictObject({ type: z.literal('ws'), host, port: port(8083), path: wsPath })
+const tlsFields = { cert: z.string().min(1).optional(), key: z.string().min(1).optional() }
+const tlsListener = z.strictObject({ type: z.literal('tls'), host, port: port(8883), ...tlsFields })
+const wssListener = z.strictObject({ type: z.literal('wss'), host, port: port(8084), path: wsPath, ...tlsFields })
+
+const listener = z.discriminatedUnion('type', [tcpListener, tlsListener, wssListener, wsListener])
+
+const persistence = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('level'), path: z.string().min(1).default('data') }),
+  z.strictObject({ type: z.literal('memory') })
+])
+
+const sections = {
+  listeners: z.array(listener).default([
+    { type: 'tcp', host: '127.0.0.1', port: 1883 },
+    { type: 'tls', host: '127.0.0.1', port: 8883 },
+    { type: 'wss', host: '127.0.0.1', port: 8084, path: '/mqtt' }
+  ]),
+  persistence: persistence.prefault({ type: 'level' }),
+  limits: z.strictObject({
+    maxPacketSize: z.number().int().min(64).max(268435455).default(1048576),
+    maxConnections: z.number().int().min(1).default(10000),
+    maxQueuedMessages: z.number().int().min(0).default(1000)
+  }).prefault({}),
+  log: z.strictObject({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
+  }).prefault({}),
+  auth: z.strictObject({
+    allowAnonymous: z.boolean().optional()
+  }).prefault({})
+}
+
+const schema = z.strictObject(sections)
+
+type Parsed = z.output<typeof schema>
+type TlsFiles = { cert: string, key: string, generated: boolean }
+
+export type TcpListenerConfig = z.output<typeof tcpListener>
+export type WsListenerConfig = z.output<typeof wsListener>
+export type TlsListenerConfig = Omit<z.output<typeof tlsListener>, 'cert' | 'key'> & TlsFiles
+export type WssListenerConfig = Omit<z.output<typeof wssListener>, 'cert' | 'key'> & TlsFiles
+export type ListenerConfig = TcpListenerConfig | TlsListenerConfig | WssListenerConfig | WsListenerConfig
+
+/** The validated, path-resolved, frozen configuration. */
+export type Config = Readonly<Omit<Parsed, 'listeners'> & {
+  listeners: readonly ListenerConfig[]
+  /** Directory that relative paths were resolved against. */
+  baseDir: string
+  /** Where a development CA and server certificate are generated when a TLS listener names none. */
+  devCertDir: string
+}>
+
+/** What a user writes: the JSON file's shape, every key optional. */
+export type ConfigInput = z.input<typeof schema>
+
+export interface ParseOptions {
+  /** Directory relative paths resolve against: the config file's directory. Default: process.cwd(). */
+  baseDir?: string
+  /** Named in error messages, usually the config file path. */
+  source?: string
+}
+
+const validated = new WeakSet<object>()
+
+/** True for a config that parseConfig() produced (and froze). */
+export function isValidated (value: unknown): value is Config {
+  return typeof value === 'object' && value !== null && validated.has(value)
+}
+
+export function parseConfig (input: unknown, options: ParseOptions = {}): Config {
+  const baseDir = path.resolve(options.baseDir ?? '.')
+  const result = schema.safeParse(input ?? {}, { reportInput: true })
+  if (!result.success) {
+    throw new ConfigError(result.error.issues.map(describeIssue), options.source)
+  }
+  const parsed = result.data
+  const problems: string[] = []
+  const resolve = (p: string) => path.resolve(baseDir, p)
+  const devCertDir = resolve('certs')
+
+  const listeners = parsed.listeners.map((l, i): ListenerConfig => {
+    if (l.type !== 'tls' && l.type !== 'wss') return l
+    const key = `listeners[${i}]`
+    if ((l.cert === undefined) !== (l.key === undefined)) {
+      problems.push(`${key}: "cert" and "key" go together; set both, or neither to use a generated development certificate`)
+    }
+    for (const field of ['cert', 'key'] as const) {
+      const file = l[field]
+      if (file !== undefined && !existsSync(resolve(file))) {
+        problems.push(`${key}.${field}: file not found: ${file} (resolved to ${resolve(file)}); fix the path, or remove cert and key to use a generated development certificate`)
+      }
+    }
+    const generated = l.cert === undefined || l.key === undefined
+    return {
+      ...l,
+      cert: generated ? path.join(devCertDir, 'server.crt') : resolve(l.cert!),
+      key: generated ? path.join(devCertDir, 'server.key') : resolve(l.key!),
+      generated
+    }
+  })
+
+  problems.push(...checkPorts(listeners), ...checkExposure(parsed))
+
+  if (problems.length > 0) throw new ConfigError(problems, options.source)
+
+  const persistence = parsed.persistence.type === 'level'
+    ? { ...parsed.persistence, path: resolve(parsed.persistence.path) }
+    : parsed.persistence
+
+  const config = deepFreeze({ ...parsed, listeners, persistence, baseDir, devCertDir })
+  validated.add(config)
+  return config
+}
+
+/**
+ * Reads and validates a JSON config file. With no file, ./switchyard.json is
+ * used when it exists, else the built-in defaults (with baseDir = cwd).
+ */
+export function loadConfig (file?: string, cwd = process.cwd()): Config {
+  const chosen = file ?? (existsSync(path.join(cwd, 'switchyard.json')) ? 'switchyard.json' : undefined)
+  if (chosen === undefined) return parseConfig({}, { baseDir: cwd })
+  const full = path.resolve(cwd, chosen)
+  let text: string
+  try {
+    text = readFileSync(full, 'utf8')
+  } catch (err) {
+    throw new ConfigError([`--config: cannot read ${full}: ${(err as Error).message}`])
+  }
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (err) {
+    throw new ConfigError([`(file): not valid JSON: ${(err as Error).message}; fix the syntax (JSON allows no comments or trailing commas)`], full)
+  }
+  return parseConfig(json, { baseDir: path.dirname(full), source: full })
+}
+
+export function isLoopback (h: string): boolean {
+  if (h === 'localhost') return true
+  if (isIP(h) === 4) return h.startsWith('127.')
+  return h === '::1' || h === '0:0:0:0:0:0:0:1'
+}
+
+// Mosquitto 2 semantics: anonymous access is local-only unless explicitly allowed.
+function checkExposure (parsed: Parsed): string[] {
+  if (parsed.auth.allowAnonymous === true) return []
+  return parsed.listeners.flatMap((l, i) => isLoopback(l.host)
+    ? []
+    : [`listeners[${i}].host: "${l.host}" is not a loopback address and no authentication is configured; ` +
+      'bind to 127.0.0.1, or set "auth": { "allowAnonymous": true } to accept anonymous remote clients (see docs/security.md)'])
+}
+
+function checkPorts (listeners: readonly ListenerConfig[]): string[] {
+  const seen = new Map<string, number>()
+  const problems: string[] = []
+  listeners.forEach((l, i) => {
+    if (l.port === 0) return
+    const id = `${l.host}:${l.port}`
+    const first = seen.get(id)
+    if (first !== undefined) problems.push(`listeners[${i}].port: ${id} is already used by listeners[${first}]; give each listener its own port`)
+    else seen.set(id, i)
+  })
+  return problems
+}
+
+function describeIssue (issue: z.core.$ZodIssue): string {
+  const key = formatPath(issue.path) || '(top level)'
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return issue.keys.map(k => `${key === '(top level)' ? '' : key + '.'}${k}: unknown key; remove it or check its spelling in docs/configuration.md`).join('\n  ')
+    case 'invalid_union':
+      if ('options' in issue && Array.isArray(issue.options)) {
+        return `${key}: must be one of ${issue.options.map(o => JSON.stringify(o)).join(', ')}`
+      }
+      return `${key}: ${issue.message}`
+    case 'invalid_type':
+      return `${key}: expected ${issue.expected}, got ${describeValue(issue.input)}`
+    default:
+      return `${key}: ${issue.message}`
+  }
+}
+
+function describeValue (v: unknown): string {
+  if (v === undefined) return 'nothing (the key is required)'
+  return JSON.stringify(v) ?? String(v)
+}
+
+function formatPath (p: readonly PropertyKey[]): string {
+  return p.reduce<string>((acc, part) => typeof part === 'number' ? `${acc}[${part}]` : acc ? `${acc}.${String(part)}` : String(part), '')
+}
+
+function deepFreeze<T> (value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const v of Object.values(value)) deepFreeze(v)
+  }
+  return value
+}

@@ -1,0 +1,12 @@
+/**
+ * Switchyard's public API. Everything a library user may import is exported
+ * here, and package.json "exports" names only this module.
+ */
+export { createBroker } from './server.js'
+export type { Broker, BrokerOptions, BrokerStats, ListenerAddress } from './server.js'
+export { loadConfig, parseConfig } from './config.js'
+export type { Config, ConfigInput, ListenerConfig, ParseOptions } from './config.js'
+export type { PublishInput } from './broker/aedes.js'
+export { generateDevCertificates } from './listeners/certs.js'
+export { SwitchyardError, ConfigError } from './errors.js'
+export type { ErrorCode } from './errors.js'

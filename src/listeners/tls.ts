@@ -1,0 +1,17 @@
+import tls from 'node:tls'
+import type { TlsListenerConfig } from '../config.js'
+import { bind, remoteOf, type BoundListener, type ListenerContext } from './listener.js'
+import type { TlsMaterial } from './certs.js'
+
+export function listenTls (config: TlsListenerConfig, material: TlsMaterial, ctx: ListenerContext): Promise<BoundListener> {
+  const server = tls.createServer({ ...material, noDelay: true } as tls.TlsOptions)
+  // Count the raw TCP connection before spending a handshake on it.
+  server.on('connection', socket => { ctx.gate.admit(socket) })
+  server.on('secureConnection', socket => {
+    socket.setNoDelay(true)
+    ctx.accept(socket, remoteOf(socket))
+  })
+  // A failed handshake costs that one connection (Node destroys the socket).
+  server.on('tlsClientError', (err, socket) => ctx.onTransportError('tls', remoteOf(socket), err))
+  return bind(server, config)
+}

@@ -1,0 +1,31 @@
+import type { Server as HttpServer } from 'node:http'
+import websocket from 'websocket-stream'
+import type { WsListenerConfig, WssListenerConfig } from '../config.js'
+import { bind, remoteOf, type BoundListener, type ListenerContext } from './listener.js'
+
+/**
+ * MQTT over WebSocket on an HTTP(S) server, shared by ws.ts and wss.ts.
+ * websocket-stream runs on ws 8 through package.json "overrides": its own
+ * ws@3 is vulnerable to CVE-2024-37890.
+ */
+export function serveWebSocket (server: HttpServer, config: WsListenerConfig | WssListenerConfig, ctx: ListenerContext): Promise<BoundListener> {
+  // Count the raw TCP connection, before any TLS or HTTP work is spent on it.
+  server.on('connection', socket => { ctx.gate.admit(socket) })
+  if (config.type === 'wss') {
+    server.on('tlsClientError', (err: Error, socket: { remoteAddress?: string, remotePort?: number }) => ctx.onTransportError(config.type, remoteOf(socket), err))
+  }
+  server.on('clientError', (err, socket) => {
+    ctx.onTransportError(config.type, undefined, err)
+    socket.destroy()
+  })
+  const wss = websocket.createServer({
+    server,
+    path: config.path,
+    perMessageDeflate: false,
+    // A frame normally carries one MQTT packet; allow some coalescing, but
+    // never let ws buffer far more than the largest packet we accept.
+    maxPayload: 2 * ctx.maxPacketSize + 1024
+  })
+  wss.on('stream', (stream, req) => ctx.accept(stream, remoteOf(req.socket)))
+  return bind(server, config, { path: config.path })
+}

@@ -1,0 +1,90 @@
+import { describe, expect, test } from 'vitest'
+import { listenerFor, startBroker, TRANSPORTS, urlFor, type Transport } from '../helpers/broker.js'
+import { connect, inbox, sleep } from '../helpers/client.js'
+
+// One behaviour suite, run over every transport (STYLE.md habit 7).
+describe.each(TRANSPORTS)('MQTT behaviour over %s', (transport: Transport) => {
+  const start = () => startBroker({ listeners: [listenerFor(transport)] })
+
+  test.each([0, 1, 2] as const)('QoS %i in both directions', async (qos) => {
+    const broker = await start()
+    const url = urlFor(broker, transport)
+    const sub = await connect(url)
+    const box = inbox(sub)
+    await sub.subscribeAsync('sensors/+/temp', { qos })
+    const pub = await connect(url)
+    await pub.publishAsync('sensors/a/temp', '21.5', { qos })
+    const [msg] = await box.waitFor(1)
+    expect(msg).toMatchObject({ topic: 'sensors/a/temp', payload: '21.5', qos, retain: false })
+  })
+
+  test('retained messages are set, replaced, cleared, and reach late subscribers with retain=1', async () => {
+    const broker = await start()
+    const url = urlFor(broker, transport)
+    const pub = await connect(url)
+    await pub.publishAsync('config/a', 'v1', { qos: 1, retain: true })
+    await pub.publishAsync('config/a', 'v2', { qos: 1, retain: true })
+    await pub.publishAsync('config/b', 'gone', { qos: 1, retain: true })
+    await pub.publishAsync('config/b', '', { qos: 1, retain: true }) // [MQTT-3.3.1-10] clears
+
+    const late = await connect(url)
+    const box = inbox(late)
+    await late.subscribeAsync('config/#', { qos: 1 })
+    const [msg] = await box.waitFor(1)
+    expect(msg).toMatchObject({ topic: 'config/a', payload: 'v2', retain: true })
+    await sleep(100)
+    expect(box.messages).toHaveLength(1)
+  })
+
+  test('a will is published when a client disappears without DISCONNECT', async () => {
+    const broker = await start()
+    const url = urlFor(broker, transport)
+    const watcher = await connect(url)
+    const box = inbox(watcher)
+    await watcher.subscribeAsync('status/#', { qos: 1 })
+    const device = await connect(url, { will: { topic: 'status/dev1', payload: Buffer.from('offline'), qos: 1, retain: false } })
+    device.stream.destroy()
+    const [msg] = await box.waitFor(1)
+    expect(msg).toMatchObject({ topic: 'status/dev1', payload: 'offline', qos: 1 })
+  })
+
+  test('a persistent session keeps subscriptions and queues QoS 1 and 2 while offline, with retain=0', async () => {
+    const broker = await start()
+    const url = urlFor(broker, transport)
+    const first = await connect(url, { clientId: `app-${transport}`, clean: false })
+    await first.subscribeAsync('orders/#', { qos: 2 })
+    await first.endAsync()
+
+    const pub = await connect(url)
+    await pub.publishAsync('orders/1', 'q1', { qos: 1 })
+    await pub.publishAsync('orders/2', 'q2', { qos: 2 })
+    // Retained and queued: must arrive with retain=0 [MQTT-3.3.1-9] (Aedes 1.2 sends 1).
+    await pub.publishAsync('orders/3', 'q2r', { qos: 2, retain: true })
+
+    const back = await connect(url, { clientId: `app-${transport}`, clean: false })
+    const msgs = await inbox(back).waitFor(3)
+    expect(msgs.map(m => [m.topic, m.payload, m.qos, m.retain])).toEqual([
+      ['orders/1', 'q1', 1, false],
+      ['orders/2', 'q2', 2, false],
+      ['orders/3', 'q2r', 2, false]
+    ])
+  })
+
+  test('clients cannot publish into $SYS/: acknowledged, dropped, connection kept', async () => {
+    const broker = await start()
+    const url = urlFor(broker, transport)
+    const spy = await connect(url)
+    const box = inbox(spy)
+    await spy.subscribeAsync('$SYS/broker/#')
+    await spy.subscribeAsync('#')
+    const rogue = await connect(url)
+    await rogue.publishAsync('$SYS/broker/uptime', 'forged', { qos: 1 })
+    await rogue.publishAsync('$SYS/broker/version', 'forged', { qos: 2, retain: true })
+    await rogue.publishAsync('still/alive', 'yes', { qos: 1 })
+    const msgs = await box.waitFor(1)
+    await sleep(100)
+    expect(box.messages.map(m => m.topic)).toEqual(['still/alive'])
+    expect(msgs[0]!.payload).toBe('yes')
+    expect(broker.stats().deniedPublishes).toBe(2)
+  })
+})

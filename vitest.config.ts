@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config'
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    // isolated-vm needs it in every process that loads it
+    execArgv: ['--no-node-snapshot'],
+    testTimeout: 20_000,
+    hookTimeout: 20_000,
+    // two cores: keep socket-heavy files from starving each other
+    maxWorkers: 2,
+    reporters: ['default']
+  }
+})
