@@ -51,7 +51,6 @@ const sections = {
 
 const schema = z.strictObject(sections)
 
-type Parsed = z.output<typeof schema>
 type TlsFiles = { cert: string, key: string, generated: boolean }
 
 export type TcpListenerConfig = z.output<typeof tcpListener>
@@ -61,7 +60,7 @@ export type WssListenerConfig = Omit<z.output<typeof wssListener>, 'cert' | 'key
 export type ListenerConfig = TcpListenerConfig | TlsListenerConfig | WssListenerConfig | WsListenerConfig
 
 /** The validated, path-resolved, frozen configuration. */
-export type Config = Readonly<Omit<Parsed, 'listeners'> & {
+export type Config = Readonly<Omit<z.output<typeof schema>, 'listeners'> & {
   listeners: readonly ListenerConfig[]
   /** Directory that relative paths were resolved against. */
   baseDir: string
@@ -88,17 +87,41 @@ export function isValidated (value: unknown): value is Config {
 
 export function parseConfig (input: unknown, options: ParseOptions = {}): Config {
   const baseDir = path.resolve(options.baseDir ?? '.')
+  const devCertDir = path.resolve(baseDir, 'certs')
   const result = schema.safeParse(input ?? {}, { reportInput: true })
   if (!result.success) {
-    throw new ConfigError(result.error.issues.map(describeIssue), options.source)
+    // Report the file checks too, for every listener that is valid on its own,
+    // so one `switchyard check` shows every problem.
+    const raw = (typeof input === 'object' && input !== null ? input : {}) as { listeners?: unknown, auth?: { allowAnonymous?: unknown } }
+    const rawListeners = Array.isArray(raw.listeners) ? raw.listeners : []
+    const listeners = rawListeners.map(l => listener.safeParse(l)).map(r => r.success ? r.data : undefined)
+    const { problems } = resolveListeners(listeners, baseDir, devCertDir)
+    const exposure = checkExposure(listeners, raw.auth?.allowAnonymous === true)
+    throw new ConfigError([...result.error.issues.map(describeIssue), ...problems, ...exposure], options.source)
   }
   const parsed = result.data
+  const { listeners, problems } = resolveListeners(parsed.listeners, baseDir, devCertDir)
+  problems.push(...checkPorts(listeners), ...checkExposure(parsed.listeners, parsed.auth.allowAnonymous === true))
+  if (problems.length > 0) throw new ConfigError(problems, options.source)
+
+  const persistence = parsed.persistence.type === 'level'
+    ? { ...parsed.persistence, path: path.resolve(baseDir, parsed.persistence.path) }
+    : parsed.persistence
+  const config = deepFreeze({ ...parsed, listeners, persistence, baseDir, devCertDir })
+  validated.add(config)
+  return config
+}
+
+type ParsedListener = z.output<typeof listener>
+
+/** Resolves TLS file paths; `undefined` entries (invalid listeners) keep their index for messages. */
+function resolveListeners (parsed: ReadonlyArray<ParsedListener | undefined>, baseDir: string, devCertDir: string): { listeners: ListenerConfig[], problems: string[] } {
   const problems: string[] = []
   const resolve = (p: string) => path.resolve(baseDir, p)
-  const devCertDir = resolve('certs')
-
-  const listeners = parsed.listeners.map((l, i): ListenerConfig => {
-    if (l.type !== 'tls' && l.type !== 'wss') return l
+  const listeners: ListenerConfig[] = []
+  parsed.forEach((l, i) => {
+    if (l === undefined) return
+    if (l.type !== 'tls' && l.type !== 'wss') { listeners.push(l); return }
     const key = `listeners[${i}]`
     if ((l.cert === undefined) !== (l.key === undefined)) {
       problems.push(`${key}: "cert" and "key" go together; set both, or neither to use a generated development certificate`)
@@ -110,25 +133,14 @@ export function parseConfig (input: unknown, options: ParseOptions = {}): Config
       }
     }
     const generated = l.cert === undefined || l.key === undefined
-    return {
+    listeners.push({
       ...l,
       cert: generated ? path.join(devCertDir, 'server.crt') : resolve(l.cert!),
       key: generated ? path.join(devCertDir, 'server.key') : resolve(l.key!),
       generated
-    }
+    })
   })
-
-  problems.push(...checkPorts(listeners), ...checkExposure(parsed))
-
-  if (problems.length > 0) throw new ConfigError(problems, options.source)
-
-  const persistence = parsed.persistence.type === 'level'
-    ? { ...parsed.persistence, path: resolve(parsed.persistence.path) }
-    : parsed.persistence
-
-  const config = deepFreeze({ ...parsed, listeners, persistence, baseDir, devCertDir })
-  validated.add(config)
-  return config
+  return { listeners, problems }
 }
 
 /**
@@ -161,9 +173,9 @@ export function isLoopback (h: string): boolean {
 }
 
 // Mosquitto 2 semantics: anonymous access is local-only unless explicitly allowed.
-function checkExposure (parsed: Parsed): string[] {
-  if (parsed.auth.allowAnonymous === true) return []
-  return parsed.listeners.flatMap((l, i) => isLoopback(l.host)
+function checkExposure (listeners: ReadonlyArray<ParsedListener | undefined>, allowAnonymous: boolean): string[] {
+  if (allowAnonymous) return []
+  return listeners.flatMap((l, i) => l === undefined || isLoopback(l.host)
     ? []
     : [`listeners[${i}].host: "${l.host}" is not a loopback address and no authentication is configured; ` +
       'bind to 127.0.0.1, or set "auth": { "allowAnonymous": true } to accept anonymous remote clients (see docs/security.md)'])
@@ -194,6 +206,12 @@ function describeIssue (issue: z.core.$ZodIssue): string {
       return `${key}: ${issue.message}`
     case 'invalid_type':
       return `${key}: expected ${issue.expected}, got ${describeValue(issue.input)}`
+    case 'invalid_value':
+      return `${key}: must be one of ${issue.values.map(v => JSON.stringify(v)).join(', ')}; got ${describeValue(issue.input)}`
+    case 'too_small':
+      return `${key}: must be ${issue.inclusive === false ? '>' : '>='} ${String(issue.minimum)}; got ${describeValue(issue.input)}`
+    case 'too_big':
+      return `${key}: must be ${issue.inclusive === false ? '<' : '<='} ${String(issue.maximum)}; got ${describeValue(issue.input)}`
     default:
       return `${key}: ${issue.message}`
   }
