@@ -9,6 +9,8 @@ export default defineConfig({
     hookTimeout: 20_000,
     // two cores: keep socket-heavy files from starving each other
     maxWorkers: 2,
-    reporters: ['default']
+    // test-results.json lets .ci/run print a plain 'N passed, N failed' line
+    reporters: ['default', 'json'],
+    outputFile: { json: 'test-results.json' }
   }
 })

@@ -69,31 +69,38 @@ export async function main (argv: string[]): Promise<number> {
 
 async function start (config: ReturnType<typeof loadConfig>): Promise<number> {
   const logger = createLogger(config.log)
-  let broker: Broker
+  let resolveExit!: (code: number) => void
+  const exit = new Promise<number>(resolve => { resolveExit = resolve })
+  let broker: Broker | undefined
+  let stopping = false
+  const shutdown = () => {
+    broker!.close().then(() => resolveExit(0), err => {
+      logger.error({ err }, 'error during shutdown')
+      resolveExit(1)
+    })
+  }
+  // Installed before the broker starts: a signal during start-up (after the
+  // listeners are logged, before start() returns) must still close cleanly.
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      // A second signal means "now": skip the graceful path.
+      logger.warn({ signal }, 'second signal; exiting immediately')
+      resolveExit(1)
+      return
+    }
+    stopping = true
+    logger.info({ signal }, 'shutting down')
+    if (broker) shutdown()
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
   try {
     broker = await createBroker(config, { logger })
   } catch (err) {
     return reportStartupError(err)
   }
-  return new Promise<number>(resolve => {
-    let stopping = false
-    const stop = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        // A second signal means "now": skip the graceful path.
-        logger.warn({ signal }, 'second signal; exiting immediately')
-        resolve(1)
-        return
-      }
-      stopping = true
-      logger.info({ signal }, 'shutting down')
-      broker.close().then(() => resolve(0), err => {
-        logger.error({ err }, 'error during shutdown')
-        resolve(1)
-      })
-    }
-    process.on('SIGINT', stop)
-    process.on('SIGTERM', stop)
-  })
+  if (stopping) shutdown()
+  return exit
 }
 
 function reportStartupError (err: unknown): number {

@@ -14,8 +14,13 @@ export function serveWebSocket (server: HttpServer, config: WsListenerConfig | W
   if (config.type === 'wss') {
     server.on('tlsClientError', (err: Error, socket: { remoteAddress?: string, remotePort?: number }) => ctx.onTransportError(config.type, remoteOf(socket), err))
   }
-  server.on('clientError', (err, socket) => {
+  // Answer malformed HTTP the way Node does when no listener is set.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     ctx.onTransportError(config.type, undefined, err)
+    if (socket.writable && err.code !== 'ECONNRESET') {
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request'
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`)
+    }
     socket.destroy()
   })
   const wss = websocket.createServer({
