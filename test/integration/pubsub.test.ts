@@ -18,6 +18,16 @@ describe.each(TRANSPORTS)('MQTT behaviour over %s', (transport: Transport) => {
     expect(msg).toMatchObject({ topic: 'sensors/a/temp', payload: '21.5', qos, retain: false })
   })
 
+  test('MQTT 3.1 (MQIsdp) and 3.1.1 clients talk to each other', async () => {
+    const broker = await start()
+    const url = urlFor(broker, transport)
+    const legacy = await connect(url, { protocolId: 'MQIsdp', protocolVersion: 3 })
+    await legacy.subscribeAsync('legacy/#', { qos: 1 })
+    const modern = await connect(url, { protocolVersion: 4 })
+    await modern.publishAsync('legacy/a', 'from 3.1.1', { qos: 1 })
+    expect((await inbox(legacy).waitFor(1))[0]).toMatchObject({ topic: 'legacy/a', payload: 'from 3.1.1', qos: 1 })
+  })
+
   test('retained messages are set, replaced, cleared, and reach late subscribers with retain=1', async () => {
     const broker = await start()
     const url = urlFor(broker, transport)
