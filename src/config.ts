@@ -46,6 +46,12 @@ const sections = {
   }).prefault({}),
   auth: z.strictObject({
     allowAnonymous: z.boolean().optional()
+  }).prefault({}),
+  rules: z.strictObject({
+    dir: z.string().min(1).default('rules'),
+    timeoutMs: z.number().int().min(1).max(60_000).default(100),
+    memoryLimitMb: z.number().int().min(8).max(4096).default(32),
+    maxHops: z.number().int().min(1).max(64).default(4)
   }).prefault({})
 }
 
@@ -107,7 +113,8 @@ export function parseConfig (input: unknown, options: ParseOptions = {}): Config
   const persistence = parsed.persistence.type === 'level'
     ? { ...parsed.persistence, path: path.resolve(baseDir, parsed.persistence.path) }
     : parsed.persistence
-  const config = deepFreeze({ ...parsed, listeners, persistence, baseDir, devCertDir })
+  const rules = { ...parsed.rules, dir: path.resolve(baseDir, parsed.rules.dir) }
+  const config = deepFreeze({ ...parsed, listeners, persistence, rules, baseDir, devCertDir })
   validated.add(config)
   return config
 }

@@ -9,6 +9,8 @@ import { listenTcp } from './listeners/tcp.js'
 import { listenTls } from './listeners/tls.js'
 import { listenWs } from './listeners/ws.js'
 import { listenWss } from './listeners/wss.js'
+import { RulesEngine } from './rules/engine.js'
+import type { RuleStateView } from './rules/state.js'
 
 export interface BrokerOptions {
   /** Directory relative paths in an object config resolve against. Default: the current directory. */
@@ -28,15 +30,21 @@ export interface BrokerStats extends Counters {
   connectedClients: number
   openConnections: number
   refusedConnections: number
+  /** The rule host process, while it runs (it starts with the first rule). */
+  rulesHostPid: number | undefined
 }
 
 export interface Broker {
   /** The listeners as bound: port 0 is resolved to the real port. */
   readonly listeners: readonly ListenerAddress[]
   readonly config: Config
-  /** Publish as the broker (not as a client): QoS, retain and persistence apply. */
+  /** Publish as the broker (not as a client): QoS, retain, persistence and rules apply. */
   publish(message: PublishInput): Promise<void>
   stats(): BrokerStats
+  /** Every rule's state: status, error, counters, execution times (docs/rules.md). */
+  rules(): RuleStateView[]
+  /** Re-reads the rules directory now; the watcher does it by itself within a second. */
+  reloadRules(): Promise<void>
   /** Graceful and idempotent: stop accepting, drain, close clients, close persistence. */
   close(): Promise<void>
 }
@@ -55,7 +63,14 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
   const logger = options.logger ?? createLogger(cfg.log)
   const gate = new ConnectionGate(cfg.limits.maxConnections)
   const persistence = await openPersistence(cfg.persistence)
-  const core = await createBrokerCore({ limits: cfg.limits, persistence, logger })
+  let engine: RulesEngine | undefined
+  const core = await createBrokerCore({
+    limits: cfg.limits,
+    persistence,
+    logger,
+    onClientPublish: message => engine?.route(message)
+  })
+  engine = new RulesEngine({ config: cfg.rules, maxPacketSize: cfg.limits.maxPacketSize, publisher: core, logger })
 
   const ctx: ListenerContext = {
     gate,
@@ -65,12 +80,15 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
   }
   const bound: BoundListener[] = []
   try {
+    // Rules first: clients that connect find them loaded.
+    await engine.start()
     for (const l of cfg.listeners) {
       bound.push(await startListener(l, cfg, ctx, logger))
     }
   } catch (err) {
     await Promise.all(bound.map(b => b.close()))
     gate.destroyAll()
+    await engine.close()
     await core.close()
     throw err
   }
@@ -83,11 +101,27 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
   return {
     listeners: Object.freeze(bound.map(({ type, host, port, path }) => Object.freeze(path === undefined ? { type, host, port } : { type, host, port, path }))),
     config: cfg,
-    publish: message => core.publish(message),
-    stats: () => ({ ...core.counters, connectedClients: core.connectedClients, openConnections: gate.open, refusedConnections: gate.refused }),
+    async publish (message) {
+      await core.publish(message)
+      const payload = typeof message.payload === 'string' ? Buffer.from(message.payload) : Buffer.from(message.payload)
+      engine.route({ topic: message.topic, payload, qos: message.qos ?? 0, retain: message.retain ?? false, clientId: null, username: null })
+    },
+    stats: () => ({
+      ...core.counters,
+      connectedClients: core.connectedClients,
+      openConnections: gate.open,
+      refusedConnections: gate.refused,
+      rulesHostPid: engine.hostPid
+    }),
+    rules: () => engine.rules(),
+    reloadRules: () => engine.rescan(),
     close () {
       closing ??= (async () => {
-        await Promise.all(bound.map(b => b.close()).concat(closeCore(core, gate)))
+        // Stop accepting; stop the rules (their pending outputs still
+        // publish); then drain and close clients and persistence.
+        const stopped = bound.map(b => b.close())
+        await engine.close()
+        await Promise.all(stopped.concat(closeCore(core, gate)))
         logger.info('broker closed')
       })()
       return closing

@@ -22,12 +22,13 @@ export function testCerts (): { dir: string, ca: string, cert: string, key: stri
   return { dir: certDir, ca: path.join(certDir, 'ca.crt'), cert: path.join(certDir, 'server.crt'), key: path.join(certDir, 'server.key') }
 }
 
-/** Starts a real broker on ephemeral ports, closed after the current test. */
+/** Starts a real broker on ephemeral ports, closed after the current test. Rules come from an empty temporary directory unless given. */
 export async function startBroker (config: ConfigInput = {}, baseDir?: string): Promise<Broker> {
   const broker = await createBroker({
     listeners: [{ type: 'tcp', port: 0 }],
     persistence: { type: 'memory' },
     log: { level: 'silent' },
+    rules: { dir: tempDir('switchyard-rules-') },
     ...config
   }, { baseDir })
   onTestFinished(() => broker.close())

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest'
 import { createBroker, SwitchyardError } from '../../src/index.js'
-import { startBroker, urlFor } from '../helpers/broker.js'
+import { startBroker, tempDir, urlFor } from '../helpers/broker.js'
 import { connect, inbox } from '../helpers/client.js'
 import { connectPacket, rawConnect } from '../helpers/raw.js'
 
@@ -25,7 +25,7 @@ describe('embeddable API', () => {
   })
 
   test('close() is graceful and idempotent; publish after close is ERR_CLOSED', async () => {
-    const broker = await createBroker({ listeners: [{ type: 'tcp', port: 0 }], persistence: { type: 'memory' }, log: { level: 'silent' } })
+    const broker = await createBroker({ listeners: [{ type: 'tcp', port: 0 }], persistence: { type: 'memory' }, log: { level: 'silent' }, rules: { dir: tempDir() } })
     const client = await connect(urlFor(broker))
     const closedByBroker = new Promise<void>(resolve => client.once('close', () => resolve()))
     await Promise.all([broker.close(), broker.close()])

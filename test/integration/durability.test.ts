@@ -44,7 +44,7 @@ async function expectState (url: string): Promise<void> {
 describe('durability with LevelDB persistence', () => {
   test('state survives a graceful close and restart of the embedded broker', async () => {
     const dataDir = path.join(tempDir(), 'data')
-    const config = { listeners: [{ type: 'tcp' as const, port: 0 }], persistence: { type: 'level' as const, path: dataDir }, log: { level: 'silent' as const } }
+    const config = { listeners: [{ type: 'tcp' as const, port: 0 }], persistence: { type: 'level' as const, path: dataDir }, log: { level: 'silent' as const }, rules: { dir: tempDir() } }
     const first = await createBroker(config)
     await leaveState(`mqtt://127.0.0.1:${first.listeners[0]!.port}`)
     await first.close()
@@ -74,7 +74,7 @@ describe('durability with LevelDB persistence', () => {
 
   test('a second broker on the same data directory fails with ERR_PERSISTENCE, naming the key', async () => {
     const dataDir = path.join(tempDir(), 'data')
-    const config = { listeners: [{ type: 'tcp' as const, port: 0 }], persistence: { type: 'level' as const, path: dataDir }, log: { level: 'silent' as const } }
+    const config = { listeners: [{ type: 'tcp' as const, port: 0 }], persistence: { type: 'level' as const, path: dataDir }, log: { level: 'silent' as const }, rules: { dir: tempDir() } }
     const first = await createBroker(config)
     try {
       await expect(createBroker(config)).rejects.toMatchObject({ code: 'ERR_PERSISTENCE', message: expect.stringMatching(/^persistence\.path: cannot open LevelDB/) })

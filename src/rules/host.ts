@@ -1,0 +1,148 @@
+/*
+ * Entry point of the rule host: a child process of the broker that runs
+ * every rule in its own isolate. If V8 dies in here (an out-of-memory that
+ * escapes the isolate limit, a catastrophic error), only this process dies;
+ * the broker counts it, restarts the host and reloads the rules.
+ *
+ * Each rule has a FIFO queue and runs one message at a time, so its outputs
+ * keep the order of its inputs. Different rules run in parallel on
+ * isolated-vm's threads; this process's event loop only moves messages.
+ */
+import type { ConvertResult, FromHost, RuleMessage, ToHost } from './protocol.js'
+import { RuleSandbox } from './sandbox.js'
+import { checkExports, type Limits } from './validate.js'
+
+interface Job { id: number, msg: RuleMessage }
+interface Slot {
+  name: string
+  source: string
+  limits: Limits
+  sandbox: RuleSandbox | undefined
+  /** Set when re-creation after a memory error failed. */
+  broken: string | undefined
+  queue: Job[]
+  running: boolean
+  /** A replaced sandbox still running its last job. */
+  retired: RuleSandbox | undefined
+}
+
+const slots = new Map<string, Slot>()
+let outbox: Array<{ id: number, rule: string, ms: number, result: ConvertResult }> = []
+let flushQueued = false
+
+const send = (message: FromHost) => { process.send!(message) }
+
+// isolated-vm README: after a catastrophic error "end the process by calling
+// process.abort()". The broker restarts us.
+const catastrophe = (message: string) => {
+  process.stderr.write(`rule host: catastrophic isolated-vm error: ${message}\n`)
+  process.abort()
+}
+
+async function load (id: number, name: string, source: string, max: Limits): Promise<void> {
+  let sandbox: RuleSandbox
+  try {
+    sandbox = await RuleSandbox.create(name, source, max, catastrophe)
+  } catch (err) {
+    send({ t: 'loaded', id, ok: false, error: (err as Error).message })
+    return
+  }
+  const checked = checkExports(sandbox.exports, max)
+  if ('problems' in checked) {
+    sandbox.dispose()
+    send({ t: 'loaded', id, ok: false, error: checked.problems.join('; ') })
+    return
+  }
+  const { limits } = checked.meta
+  if (limits.memoryLimitMb !== max.memoryLimitMb || limits.timeoutMs !== max.timeoutMs) {
+    // The heap limit is fixed when an isolate is made: make it again, lower.
+    sandbox.dispose()
+    try {
+      sandbox = await RuleSandbox.create(name, source, limits, catastrophe)
+    } catch (err) {
+      send({ t: 'loaded', id, ok: false, error: (err as Error).message })
+      return
+    }
+  }
+  const slot = slots.get(name)
+  if (slot) {
+    if (slot.running) slot.retired = slot.sandbox
+    else slot.sandbox?.dispose()
+    Object.assign(slot, { source, limits, sandbox, broken: undefined })
+  } else {
+    slots.set(name, { name, source, limits, sandbox, broken: undefined, queue: [], running: false, retired: undefined })
+  }
+  send({ t: 'loaded', id, ok: true, meta: checked.meta })
+}
+
+function unload (name: string): void {
+  const slot = slots.get(name)
+  if (!slot) return
+  slots.delete(name)
+  for (const job of slot.queue) reply(job.id, name, 0, { kind: 'error', error: 'rule was unloaded', logs: [] })
+  slot.queue = []
+  if (slot.running) slot.retired = slot.sandbox
+  else slot.sandbox?.dispose()
+}
+
+async function pump (slot: Slot): Promise<void> {
+  if (slot.running) return
+  slot.running = true
+  while (slot.queue.length > 0) {
+    const job = slot.queue.shift()!
+    if (slot.sandbox === undefined || slot.sandbox.disposed) {
+      try {
+        slot.sandbox = await RuleSandbox.create(slot.name, slot.source, slot.limits, catastrophe)
+        slot.broken = undefined
+      } catch (err) {
+        slot.sandbox = undefined
+        slot.broken = `could not re-create the rule after a memory error: ${(err as Error).message}`
+      }
+    }
+    if (slot.sandbox === undefined) {
+      reply(job.id, slot.name, 0, { kind: 'error', error: slot.broken ?? 'rule is not loaded', logs: [] })
+      continue
+    }
+    const started = process.hrtime.bigint()
+    const result = await slot.sandbox.convert(job.msg)
+    reply(job.id, slot.name, Number(process.hrtime.bigint() - started) / 1e6, result)
+    if (slot.retired) { slot.retired.dispose(); slot.retired = undefined }
+  }
+  slot.running = false
+}
+
+function reply (id: number, rule: string, ms: number, result: ConvertResult): void {
+  outbox.push({ id, rule, ms, result })
+  if (!flushQueued) {
+    flushQueued = true
+    setImmediate(() => {
+      flushQueued = false
+      const results = outbox
+      outbox = []
+      send({ t: 'results', results })
+    })
+  }
+}
+
+process.on('message', (message: ToHost) => {
+  switch (message.t) {
+    case 'load':
+      void load(message.id, message.name, message.source, message.limits)
+      break
+    case 'unload':
+      unload(message.name)
+      break
+    case 'convert':
+      for (const job of message.jobs) {
+        const slot = slots.get(job.rule)
+        if (!slot) { reply(job.id, job.rule, 0, { kind: 'error', error: 'rule is not loaded', logs: [] }); continue }
+        slot.queue.push({ id: job.id, msg: job.msg })
+        void pump(slot)
+      }
+      break
+  }
+})
+
+// The broker went away (or closed us): nothing left to do.
+process.on('disconnect', () => process.exit(0))
+send({ t: 'ready' })

@@ -1,0 +1,46 @@
+/*
+ * Messages between the broker (host-client.ts) and the rule host process
+ * (host.ts). They travel over Node IPC with 'advanced' serialization, so
+ * Uint8Arrays cross as bytes.
+ */
+
+/** The `msg` a rule's convert() receives (bytes becomes a Uint8Array inside). */
+export interface RuleMessage {
+  topic: string
+  payload: string
+  bytes: Uint8Array
+  qos: 0 | 1 | 2
+  retain: boolean
+  clientId: string | null
+  username: string | null
+  timestamp: number
+}
+
+/** An output as normalized inside the isolate. */
+export interface RawOutput {
+  topic: string
+  payload: string | Uint8Array
+  qos?: 0 | 1 | 2
+  retain?: boolean
+}
+
+export type ConvertResult =
+  | { kind: 'ok', outputs: RawOutput[], logs: Array<[string, string]> }
+  | { kind: 'error' | 'timeout' | 'memory', error: string, logs: Array<[string, string]> }
+
+export interface LoadedMeta {
+  topics: string[]
+  qos: 0 | 1 | 2 | undefined
+  limits: { timeoutMs: number, memoryLimitMb: number }
+}
+
+export type ToHost =
+  | { t: 'load', id: number, name: string, source: string, limits: { timeoutMs: number, memoryLimitMb: number } }
+  | { t: 'unload', name: string }
+  | { t: 'convert', jobs: Array<{ id: number, rule: string, msg: RuleMessage }> }
+
+export type FromHost =
+  | { t: 'ready' }
+  | { t: 'loaded', id: number, ok: true, meta: LoadedMeta }
+  | { t: 'loaded', id: number, ok: false, error: string }
+  | { t: 'results', results: Array<{ id: number, rule: string, ms: number, result: ConvertResult }> }

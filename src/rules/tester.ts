@@ -1,0 +1,181 @@
+/*
+ * `switchyard rule test`: ThingsBoard's "Test decoder function", but from the
+ * command line and in CI, running the production sandbox in the production
+ * rule host process (so an isolate that dies of memory cannot take the CLI
+ * down or spoil its exit code: PITFALLS.md).
+ */
+import { readdir, readFile } from 'node:fs/promises'
+import { isDeepStrictEqual } from 'node:util'
+import path from 'node:path'
+import { pino } from 'pino'
+import { RuleHost } from './host-client.js'
+import { isRuleFile } from './loader.js'
+import { outputsProblem, resolveOutput, type OutputMessage } from './outputs.js'
+import type { LoadedMeta, RuleMessage } from './protocol.js'
+import type { Limits } from './validate.js'
+
+export interface TestInput {
+  topic: string
+  payload?: string
+  payloadHex?: string
+  clientId?: string | null
+  username?: string | null
+  qos?: 0 | 1 | 2
+  retain?: boolean
+}
+
+/** An output as printed: text payloads as `payload`, binary ones as `payloadHex`. */
+export type PrintedOutput = { topic: string, qos: 0 | 1 | 2, retain: boolean } & ({ payload: string } | { payloadHex: string })
+
+export type RunOutcome = { ok: true, outputs: PrintedOutput[] } | { ok: false, error: string }
+
+export interface FixtureCase {
+  name?: string
+  input: TestInput
+  expect?: Array<{ topic: string, payload?: unknown, payloadHex?: string, qos?: number, retain?: boolean }>
+  expectError?: string
+}
+
+export interface CaseReport { file: string, name: string, passed: boolean, detail?: string }
+
+export class RuleTester {
+  readonly #host: RuleHost
+  readonly #limits: Limits
+  readonly #maxPacketSize: number
+  readonly #meta = new Map<string, LoadedMeta>()
+
+  constructor (limits: Limits, maxPacketSize: number) {
+    this.#limits = limits
+    this.#maxPacketSize = maxPacketSize
+    this.#host = new RuleHost({ logger: pino({ level: 'silent' }), onCrash: () => {} })
+  }
+
+  /** Loads a rule file; its name is the file name without .js. */
+  async load (file: string): Promise<{ ok: true, name: string } | { ok: false, error: string }> {
+    const name = path.basename(file, '.js')
+    let source: string
+    try {
+      source = await readFile(file, 'utf8')
+    } catch (err) {
+      return { ok: false, error: `cannot read ${file}: ${(err as Error).message}` }
+    }
+    const outcome = await this.#host.load(name, source, this.#limits)
+    if (!outcome.ok) return outcome
+    this.#meta.set(name, outcome.meta)
+    return { ok: true, name }
+  }
+
+  run (name: string, input: TestInput): Promise<RunOutcome> {
+    const meta = this.#meta.get(name)
+    if (!meta) return Promise.resolve({ ok: false, error: `rule ${name} is not loaded` })
+    const bytes = input.payloadHex !== undefined ? Buffer.from(input.payloadHex, 'hex') : Buffer.from(input.payload ?? '')
+    const qos = input.qos ?? 0
+    const msg: RuleMessage = {
+      topic: input.topic,
+      payload: bytes.toString('utf8'),
+      bytes: Uint8Array.prototype.slice.call(bytes),
+      qos,
+      retain: input.retain ?? false,
+      clientId: input.clientId ?? null,
+      username: input.username ?? null,
+      timestamp: Date.now()
+    }
+    return new Promise(resolve => {
+      this.#host.convert(name, msg, result => {
+        if (result.kind !== 'ok') return resolve({ ok: false, error: result.kind === 'error' ? result.error : `${result.kind}: ${result.error}` })
+        const problem = outputsProblem(result.outputs, this.#maxPacketSize)
+        if (problem) return resolve({ ok: false, error: problem })
+        resolve({ ok: true, outputs: result.outputs.map(o => printable(resolveOutput(o, meta.qos, qos))) })
+      })
+    })
+  }
+
+  /** Runs every `<name>.test.json` in `dir` against `<name>.js`, cases in order, on one loaded instance per file. */
+  async runFixtures (dir: string): Promise<CaseReport[]> {
+    const reports: CaseReport[] = []
+    const files = (await readdir(dir)).filter(f => f.endsWith('.test.json')).sort()
+    for (const fixture of files) {
+      const ruleFile = fixture.replace(/\.test\.json$/, '.js')
+      const where = path.join(dir, fixture)
+      if (!isRuleFile(ruleFile)) continue
+      let cases: FixtureCase[]
+      try {
+        cases = (JSON.parse(await readFile(where, 'utf8')) as { cases: FixtureCase[] }).cases
+        if (!Array.isArray(cases)) throw new Error('expected { "cases": [...] }')
+      } catch (err) {
+        reports.push({ file: fixture, name: '(fixture file)', passed: false, detail: (err as Error).message })
+        continue
+      }
+      const loaded = await this.load(path.join(dir, ruleFile))
+      if (!loaded.ok) {
+        reports.push({ file: fixture, name: '(load)', passed: false, detail: loaded.error })
+        continue
+      }
+      for (const [i, c] of cases.entries()) {
+        const outcome = await this.run(loaded.name, c.input)
+        reports.push({ file: fixture, name: c.name ?? `case ${i + 1}`, ...judge(c, outcome) })
+      }
+    }
+    return reports
+  }
+
+  /** Loads every rule file in `dir`; returns the ones that fail, with why. */
+  async checkDir (dir: string): Promise<{ checked: number, failures: Array<{ file: string, error: string }> }> {
+    let files: string[]
+    try {
+      files = (await readdir(dir)).filter(isRuleFile).sort()
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { checked: 0, failures: [] }
+      throw err
+    }
+    const failures: Array<{ file: string, error: string }> = []
+    for (const f of files) {
+      const loaded = await this.load(path.join(dir, f))
+      if (!loaded.ok) failures.push({ file: path.join(dir, f), error: loaded.error })
+    }
+    return { checked: files.length, failures }
+  }
+
+  close (): Promise<void> {
+    return this.#host.close()
+  }
+}
+
+function printable (o: OutputMessage): PrintedOutput {
+  const base = { topic: o.topic, qos: o.qos, retain: o.retain }
+  return typeof o.payload === 'string' ? { ...base, payload: o.payload } : { ...base, payloadHex: Buffer.from(o.payload).toString('hex') }
+}
+
+function judge (c: FixtureCase, outcome: RunOutcome): { passed: boolean, detail?: string } {
+  if (c.expectError !== undefined) {
+    if (outcome.ok) return { passed: false, detail: `expected an error containing ${JSON.stringify(c.expectError)}, got outputs ${JSON.stringify(outcome.outputs)}` }
+    return outcome.error.includes(c.expectError) ? { passed: true } : { passed: false, detail: `expected an error containing ${JSON.stringify(c.expectError)}, got: ${outcome.error}` }
+  }
+  if (!outcome.ok) return { passed: false, detail: outcome.error }
+  const expected = c.expect ?? []
+  if (expected.length !== outcome.outputs.length) {
+    return { passed: false, detail: `expected ${expected.length} outputs, got ${outcome.outputs.length}: ${JSON.stringify(outcome.outputs)}` }
+  }
+  for (const [i, want] of expected.entries()) {
+    const got = outcome.outputs[i]!
+    const mismatch = outputMismatch(want, got)
+    if (mismatch) return { passed: false, detail: `output ${i}: ${mismatch}; got ${JSON.stringify(got)}` }
+  }
+  return { passed: true }
+}
+
+// A JSON-valued expected payload is compared as JSON; a string exactly.
+function outputMismatch (want: NonNullable<FixtureCase['expect']>[number], got: PrintedOutput): string | undefined {
+  if (want.topic !== got.topic) return `topic ${JSON.stringify(got.topic)} is not ${JSON.stringify(want.topic)}`
+  if (want.qos !== undefined && want.qos !== got.qos) return `qos ${got.qos} is not ${want.qos}`
+  if (want.retain !== undefined && want.retain !== got.retain) return `retain ${got.retain} is not ${want.retain}`
+  if (want.payloadHex !== undefined) {
+    return 'payloadHex' in got && got.payloadHex === want.payloadHex.toLowerCase() ? undefined : `payload is not hex ${want.payloadHex}`
+  }
+  if (want.payload === undefined) return undefined
+  if (!('payload' in got)) return 'payload is binary; expect it with payloadHex'
+  if (typeof want.payload === 'string') return got.payload === want.payload ? undefined : `payload is not ${JSON.stringify(want.payload)}`
+  let parsed: unknown
+  try { parsed = JSON.parse(got.payload) } catch { return 'payload is not JSON' }
+  return isDeepStrictEqual(parsed, want.payload) ? undefined : `payload is not ${JSON.stringify(want.payload)}`
+}
