@@ -207,5 +207,7 @@ function describeFailure (err: unknown, limits: SandboxLimits): string {
   const message = err instanceof Error ? err.message : String(err)
   if (MEMORY_ERROR.test(message)) return `loading exceeded memoryLimitMb ${limits.memoryLimitMb}`
   if (TIMEOUT_ERROR.test(message)) return `loading exceeded timeoutMs ${limits.timeoutMs} (top-level code runs under the same limit as convert)`
-  return message
+  // Keep the kind (SyntaxError, ReferenceError...): it tells the author where to look.
+  const name = err instanceof Error ? err.name : ''
+  return name && name !== 'Error' && !message.startsWith(name) ? `${name}: ${message}` : message
 }

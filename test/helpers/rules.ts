@@ -1,0 +1,32 @@
+import { copyFileSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { Broker, ConfigInput } from '../../src/index.js'
+import type { RuleStateView } from '../../src/rules/state.js'
+import { startBroker, tempDir } from './broker.js'
+
+export const EXAMPLE_RULES = fileURLToPath(new URL('../../rules/', import.meta.url))
+
+/** A broker whose rules directory holds `files` (name -> source) and copies of the named example rules. */
+export async function startWithRules (files: Record<string, string>, options: { examples?: string[], config?: ConfigInput } = {}): Promise<{ broker: Broker, dir: string }> {
+  const dir = tempDir('switchyard-rules-')
+  for (const [name, source] of Object.entries(files)) writeFileSync(path.join(dir, name), source)
+  for (const example of options.examples ?? []) copyFileSync(path.join(EXAMPLE_RULES, example), path.join(dir, example))
+  const broker = await startBroker({ ...options.config, rules: { dir, ...options.config?.rules } })
+  return { broker, dir }
+}
+
+export function rule (broker: Broker, name: string): RuleStateView {
+  const found = broker.rules().find(r => r.name === name)
+  if (!found) throw new Error(`no rule ${name}; have ${broker.rules().map(r => r.name).join(', ')}`)
+  return found
+}
+
+/** Polls until `check` returns true; fails after `timeoutMs` with `what`. A bound, not a timing assertion. */
+export async function until (check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 10))
+  }
+}
