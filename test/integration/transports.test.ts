@@ -85,7 +85,8 @@ describe('WebSockets run on a patched ws (CVE-2024-37890)', () => {
       socket.on('data', d => { text += d })
       socket.on('close', () => resolve(text))
     })
-    expect(response).toMatch(/^HTTP\/1\.1 400/)
+    // Node 20 passes the request to ws, which answers 400; Node 22+ refuses it itself with 431.
+    expect(response).toMatch(/^HTTP\/1\.1 (400|431) /)
     const client = await connect(urlFor(broker, 'ws'))
     await client.subscribeAsync('t')
     await client.publishAsync('t', 'alive', { qos: 1 })
