@@ -7,6 +7,8 @@ import { parseArgs } from 'node:util'
 import { createBroker, type Broker } from './server.js'
 import { loadConfig, type Config } from './config.js'
 import { RuleTester } from './rules/tester.js'
+import { Authenticator } from './auth/authenticator.js'
+import { deleteUser, hashFile, setPassword, usernameProblem } from './auth/passwd.js'
 import { ConfigError, SwitchyardError } from './errors.js'
 import { createLogger } from './log.js'
 
@@ -17,6 +19,7 @@ Commands:
   check                 validate the configuration and every rule file; print every problem; exit 0 or 1
   rule test <file>      run one message through a rule file in the real sandbox; print its outputs as JSON
   rule test --all       run every rules/<name>.test.json fixture against rules/<name>.js
+  passwd ...            manage a Mosquitto-compatible password file (see 'switchyard passwd --help')
 
 Options:
   -c, --config <file>   JSON config file (default: ./switchyard.json if it exists, else built-in defaults)
@@ -42,7 +45,20 @@ Docs: docs/configuration.md (every option), docs/rules.md (rule files), docs/err
 
 const RULE_TEST_OPTIONS = ['topic', 'payload', 'payload-hex', 'client-id', 'username', 'qos', 'all'] as const
 
+const PASSWD_HELP = `Usage: switchyard passwd [-c] <file> <user>          prompt for the password (twice, no echo)
+       switchyard passwd [-c] -b <file> <user> <password>
+       switchyard passwd -D <file> <user>
+       switchyard passwd -U <file>
+
+Writes the format of mosquitto_passwd 2.0 ($7$, PBKDF2-SHA512), which Mosquitto reads too.
+ -b : batch mode: the password is on the command line
+ -c : create a new file, replacing an existing one
+ -D : delete the user
+ -U : hash every plain-text user:password line of the file in place`
+
 export async function main (argv: string[]): Promise<number> {
+  // passwd has mosquitto_passwd's own flags (-c is not --config there).
+  if (argv[0] === 'passwd') return passwd(argv.slice(1))
   let parsed
   try {
     parsed = parseArgs({
@@ -91,7 +107,92 @@ function usage (problem: string): number {
   return 2
 }
 
+async function passwd (argv: string[]): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: { c: { type: 'boolean', short: 'c' }, b: { type: 'boolean', short: 'b' }, D: { type: 'boolean', short: 'D' }, U: { type: 'boolean', short: 'U' }, help: { type: 'boolean', short: 'h' } } })
+  } catch (err) {
+    process.stderr.write(`switchyard passwd: ${(err as Error).message}\n${PASSWD_HELP}\n`)
+    return 2
+  }
+  const { values: o, positionals: p } = parsed
+  if (o.help) { process.stdout.write(PASSWD_HELP + '\n'); return 0 }
+  const fail = (message: string, code = 1) => { process.stderr.write(`switchyard passwd: ${message}\n`); return code }
+  const wanted = o.U ? 1 : o.D ? 2 : o.b ? 3 : 2
+  if (p.length !== wanted || (o.D && (o.c || o.b)) || (o.U && (o.c || o.b || o.D))) {
+    process.stderr.write(PASSWD_HELP + '\n')
+    return 2
+  }
+  const [file, user] = p as [string, string | undefined]
+  try {
+    if (o.U) {
+      const { hashed, alreadyHashed } = await hashFile(file)
+      if (alreadyHashed > 0) process.stderr.write(`switchyard passwd: ${alreadyHashed} line(s) were already hashed and are unchanged\n`)
+      process.stdout.write(`hashed ${hashed} password(s) in ${file}\n`)
+      return 0
+    }
+    const problem = usernameProblem(user!)
+    if (problem) return fail(problem)
+    if (o.D) return (await deleteUser(file, user!)) ? 0 : fail(`user ${user} not found in ${file}`)
+    const password = o.b ? p[2]! : await promptTwice()
+    if (password === undefined) return fail('the passwords do not match')
+    if (password === '') return fail('the password is empty')
+    await setPassword(file, user!, password, o.c === true)
+    return 0
+  } catch (err) {
+    return fail((err as Error).message)
+  }
+}
+
+/** Reads the password twice with no echo on a terminal, or two lines from a pipe. undefined when they differ. */
+async function promptTwice (): Promise<string | undefined> {
+  const first = await readSecret('Password: ')
+  const second = await readSecret('Reenter password: ')
+  return first === second ? first : undefined
+}
+
+let pipedLines: string[] | undefined
+async function readSecret (prompt: string): Promise<string> {
+  const stdin = process.stdin
+  if (!stdin.isTTY) {
+    if (pipedLines === undefined) {
+      let text = ''
+      for await (const chunk of stdin) text += chunk
+      pipedLines = text.split(/\r?\n/)
+    }
+    return pipedLines.shift() ?? ''
+  }
+  process.stderr.write(prompt)
+  stdin.setRawMode(true)
+  stdin.resume()
+  return new Promise(resolve => {
+    let value = ''
+    const onData = (buf: Buffer) => {
+      for (const ch of buf.toString('utf8')) {
+        if (ch === '\r' || ch === '\n') {
+          stdin.off('data', onData)
+          stdin.setRawMode(false)
+          stdin.pause()
+          process.stderr.write('\n')
+          resolve(value)
+          return
+        }
+        if (ch === '\u0003') { stdin.setRawMode(false); process.exit(130) }
+        if (ch === '\u007f' || ch === '\b') value = value.slice(0, -1)
+        else value += ch
+      }
+    }
+    stdin.on('data', onData)
+  })
+}
+
 async function check (config: Config, file: string | undefined): Promise<number> {
+  try {
+    await Authenticator.load(config.auth)
+  } catch (err) {
+    process.stderr.write(`switchyard: invalid auth files:\n  ${(err as Error).message.split('\n').join('\n  ')}\n`)
+    return 1
+  }
   const tester = new RuleTester(config.rules, config.limits.maxPacketSize)
   try {
     const { checked, failures } = await tester.checkDir(config.rules.dir)
@@ -175,6 +276,10 @@ async function start (config: Config): Promise<number> {
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
+  // SIGHUP re-reads the password file, the ACL file and the certificates, as Mosquitto does.
+  process.on('SIGHUP', () => {
+    if (broker && !stopping) void broker.reload()
+  })
   try {
     broker = await createBroker(config, { logger })
   } catch (err) {

@@ -18,7 +18,13 @@ const wsPath = z.string().startsWith('/').default('/mqtt')
 
 const tcpListener = z.strictObject({ type: z.literal('tcp'), host, port: port(1883) })
 const wsListener = z.strictObject({ type: z.literal('ws'), host, port: port(8083), path: wsPath })
-const tlsFields = { cert: z.string().min(1).optional(), key: z.string().min(1).optional() }
+const tlsFields = {
+  cert: z.string().min(1).optional(),
+  key: z.string().min(1).optional(),
+  ca: z.string().min(1).optional(),
+  requestCert: z.boolean().default(false),
+  useIdentityAsUsername: z.boolean().default(false)
+}
 const tlsListener = z.strictObject({ type: z.literal('tls'), host, port: port(8883), ...tlsFields })
 const wssListener = z.strictObject({ type: z.literal('wss'), host, port: port(8084), path: wsPath, ...tlsFields })
 
@@ -30,11 +36,8 @@ const persistence = z.discriminatedUnion('type', [
 ])
 
 const sections = {
-  listeners: z.array(listener).default([
-    { type: 'tcp', host: '127.0.0.1', port: 1883 },
-    { type: 'tls', host: '127.0.0.1', port: 8883 },
-    { type: 'wss', host: '127.0.0.1', port: 8084, path: '/mqtt' }
-  ]),
+  // prefault: the defaults are parsed, so each listener gets its own defaults
+  listeners: z.array(listener).prefault([{ type: 'tcp' }, { type: 'tls' }, { type: 'wss' }]),
   persistence: persistence.prefault({ type: 'level' }),
   limits: z.strictObject({
     maxPacketSize: z.number().int().min(64).max(268435455).default(1048576),
@@ -45,6 +48,8 @@ const sections = {
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
   }).prefault({}),
   auth: z.strictObject({
+    passwordFile: z.string().min(1).optional(),
+    aclFile: z.string().min(1).optional(),
     allowAnonymous: z.boolean().optional()
   }).prefault({}),
   rules: z.strictObject({
@@ -61,8 +66,8 @@ type TlsFiles = { cert: string, key: string, generated: boolean }
 
 export type TcpListenerConfig = z.output<typeof tcpListener>
 export type WsListenerConfig = z.output<typeof wsListener>
-export type TlsListenerConfig = Omit<z.output<typeof tlsListener>, 'cert' | 'key'> & TlsFiles
-export type WssListenerConfig = Omit<z.output<typeof wssListener>, 'cert' | 'key'> & TlsFiles
+export type TlsListenerConfig = Omit<z.output<typeof tlsListener>, 'cert' | 'key' | 'ca'> & TlsFiles & { ca?: string }
+export type WssListenerConfig = Omit<z.output<typeof wssListener>, 'cert' | 'key' | 'ca'> & TlsFiles & { ca?: string }
 export type ListenerConfig = TcpListenerConfig | TlsListenerConfig | WssListenerConfig | WsListenerConfig
 
 /** The validated, path-resolved, frozen configuration. */
@@ -102,19 +107,24 @@ export function parseConfig (input: unknown, options: ParseOptions = {}): Config
     const rawListeners = Array.isArray(raw.listeners) ? raw.listeners : []
     const listeners = rawListeners.map(l => listener.safeParse(l)).map(r => r.success ? r.data : undefined)
     const { problems } = resolveListeners(listeners, baseDir, devCertDir)
-    const exposure = checkExposure(listeners, raw.auth?.allowAnonymous === true)
+    const rawAuth = (raw.auth ?? {}) as { allowAnonymous?: unknown, passwordFile?: unknown }
+    const exposure = checkExposure(listeners, { allowAnonymous: rawAuth.allowAnonymous === true, passwordFile: typeof rawAuth.passwordFile === 'string' })
     throw new ConfigError([...result.error.issues.map(describeIssue), ...problems, ...exposure], options.source)
   }
   const parsed = result.data
   const { listeners, problems } = resolveListeners(parsed.listeners, baseDir, devCertDir)
-  problems.push(...checkPorts(listeners), ...checkExposure(parsed.listeners, parsed.auth.allowAnonymous === true))
+  const auth = resolveAuth(parsed.auth, baseDir, problems)
+  problems.push(
+    ...checkPorts(listeners),
+    ...checkExposure(parsed.listeners, { allowAnonymous: auth.allowAnonymous === true, passwordFile: auth.passwordFile !== undefined }),
+    ...checkLogin(listeners, auth))
   if (problems.length > 0) throw new ConfigError(problems, options.source)
 
   const persistence = parsed.persistence.type === 'level'
     ? { ...parsed.persistence, path: path.resolve(baseDir, parsed.persistence.path) }
     : parsed.persistence
   const rules = { ...parsed.rules, dir: path.resolve(baseDir, parsed.rules.dir) }
-  const config = deepFreeze({ ...parsed, listeners, persistence, rules, baseDir, devCertDir })
+  const config = deepFreeze({ ...parsed, listeners, persistence, rules, auth, baseDir, devCertDir })
   validated.add(config)
   return config
 }
@@ -139,11 +149,21 @@ function resolveListeners (parsed: ReadonlyArray<ParsedListener | undefined>, ba
         problems.push(`${key}.${field}: file not found: ${file} (resolved to ${resolve(file)}); fix the path, or remove cert and key to use a generated development certificate`)
       }
     }
+    if (l.ca !== undefined && !existsSync(resolve(l.ca))) {
+      problems.push(`${key}.ca: file not found: ${l.ca} (resolved to ${resolve(l.ca)}); give the CA that signs client certificates`)
+    }
+    if (l.requestCert && l.ca === undefined) {
+      problems.push(`${key}.requestCert: needs "ca", the CA that client certificates must be signed by`)
+    }
+    if (l.useIdentityAsUsername && !l.requestCert) {
+      problems.push(`${key}.useIdentityAsUsername: needs "requestCert": true (and "ca"), so that every client presents a certificate`)
+    }
     const generated = l.cert === undefined || l.key === undefined
     listeners.push({
       ...l,
       cert: generated ? path.join(devCertDir, 'server.crt') : resolve(l.cert!),
       key: generated ? path.join(devCertDir, 'server.key') : resolve(l.key!),
+      ...(l.ca === undefined ? {} : { ca: resolve(l.ca) }),
       generated
     })
   })
@@ -179,13 +199,35 @@ export function isLoopback (h: string): boolean {
   return h === '::1' || h === '0:0:0:0:0:0:0:1'
 }
 
-// Mosquitto 2 semantics: anonymous access is local-only unless explicitly allowed.
-function checkExposure (listeners: ReadonlyArray<ParsedListener | undefined>, allowAnonymous: boolean): string[] {
-  if (allowAnonymous) return []
-  return listeners.flatMap((l, i) => l === undefined || isLoopback(l.host)
+type AuthInput = z.output<typeof sections.auth>
+
+function resolveAuth (auth: AuthInput, baseDir: string, problems: string[]): AuthInput {
+  const out: AuthInput = { ...auth }
+  for (const field of ['passwordFile', 'aclFile'] as const) {
+    const file = auth[field]
+    if (file === undefined) continue
+    const full = path.resolve(baseDir, file)
+    if (!existsSync(full)) problems.push(`auth.${field}: file not found: ${file} (resolved to ${full})${field === 'passwordFile' ? '; create it with `switchyard passwd -c <file> <user>`' : ''}`)
+    out[field] = full
+  }
+  return out
+}
+
+// Mosquitto 2 semantics: anonymous access is local-only unless explicitly
+// allowed. A listener counts as authenticated when a password file is
+// configured, or when it takes the username from client certificates.
+function checkExposure (listeners: ReadonlyArray<ParsedListener | undefined>, auth: { allowAnonymous: boolean, passwordFile: boolean }): string[] {
+  if (auth.allowAnonymous || auth.passwordFile) return []
+  return listeners.flatMap((l, i) => l === undefined || isLoopback(l.host) || ('useIdentityAsUsername' in l && l.useIdentityAsUsername)
     ? []
     : [`listeners[${i}].host: "${l.host}" is not a loopback address and no authentication is configured; ` +
-      'bind to 127.0.0.1, or set "auth": { "allowAnonymous": true } to accept anonymous remote clients (see docs/security.md)'])
+      'bind to 127.0.0.1, set "auth": { "passwordFile": ... }, or set "auth": { "allowAnonymous": true } to accept anonymous remote clients (see docs/security.md)'])
+}
+
+function checkLogin (listeners: readonly ListenerConfig[], auth: AuthInput): string[] {
+  if (auth.allowAnonymous !== false || auth.passwordFile !== undefined) return []
+  if (listeners.some(l => (l.type === 'tls' || l.type === 'wss') && l.useIdentityAsUsername)) return []
+  return ['auth.allowAnonymous: false, but there is no passwordFile and no listener with useIdentityAsUsername: no client could connect; add "passwordFile"']
 }
 
 function checkPorts (listeners: readonly ListenerConfig[]): string[] {

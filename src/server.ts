@@ -1,6 +1,8 @@
+import { Authenticator } from './auth/authenticator.js'
 import { createBrokerCore, type BrokerCore, type Counters, type PublishInput } from './broker/aedes.js'
 import { openPersistence } from './broker/persistence.js'
 import { isValidated, parseConfig, type Config, type ConfigInput } from './config.js'
+import { ConfigError } from './errors.js'
 import { createLogger, type Logger } from './log.js'
 import { loadTlsMaterial } from './listeners/certs.js'
 import { ConnectionGate } from './listeners/gate.js'
@@ -45,6 +47,12 @@ export interface Broker {
   rules(): RuleStateView[]
   /** Re-reads the rules directory now; the watcher does it by itself within a second. */
   reloadRules(): Promise<void>
+  /**
+   * Re-reads the password file, the ACL file and the TLS certificates (what
+   * SIGHUP does). Connected clients stay connected; new connections and new
+   * checks see the new state. On any problem the old state is kept.
+   */
+  reload(): Promise<{ ok: boolean, problems: string[] }>
   /** Graceful and idempotent: stop accepting, drain, close clients, close persistence. */
   close(): Promise<void>
 }
@@ -61,12 +69,19 @@ export interface Broker {
 export async function createBroker (config: ConfigInput | Config = {}, options: BrokerOptions = {}): Promise<Broker> {
   const cfg = isValidated(config) ? config : parseConfig(config, { baseDir: options.baseDir })
   const logger = options.logger ?? createLogger(cfg.log)
+  let auth: Authenticator
+  try {
+    auth = await Authenticator.load(cfg.auth)
+  } catch (err) {
+    throw new ConfigError((err as Error).message.split('\n'))
+  }
   const gate = new ConnectionGate(cfg.limits.maxConnections)
   const persistence = await openPersistence(cfg.persistence)
   let engine: RulesEngine | undefined
   const core = await createBrokerCore({
     limits: cfg.limits,
     persistence,
+    auth,
     logger,
     onClientPublish: message => engine?.route(message)
   })
@@ -74,7 +89,7 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
 
   const ctx: ListenerContext = {
     gate,
-    accept: (stream, remote) => core.handle(stream, remote),
+    accept: (stream, remote, identity) => core.handle(stream, remote, identity),
     maxPacketSize: cfg.limits.maxPacketSize,
     onTransportError: (listener, remote, err) => logger.debug({ listener, remote, err: err.message }, 'transport error; connection closed')
   }
@@ -115,6 +130,21 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
     }),
     rules: () => engine.rules(),
     reloadRules: () => engine.rescan(),
+    async reload () {
+      const problems = await auth.reload()
+      cfg.listeners.forEach((l, i) => {
+        const listener = bound[i]
+        if ((l.type !== 'tls' && l.type !== 'wss') || !listener?.setTlsMaterial) return
+        try {
+          listener.setTlsMaterial(loadTlsMaterial(l, cfg.devCertDir, () => {}))
+        } catch (err) {
+          problems.push(`listeners[${i}]: ${(err as Error).message}`)
+        }
+      })
+      if (problems.length > 0) logger.error({ problems }, 'reload failed in part; the previous state is kept where it failed')
+      else logger.info('reloaded the password file, the ACL file and the TLS certificates')
+      return { ok: problems.length === 0, problems }
+    },
     close () {
       closing ??= (async () => {
         // Stop accepting; stop the rules (their pending outputs still

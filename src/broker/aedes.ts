@@ -6,6 +6,7 @@
 import type { Duplex } from 'node:stream'
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes'
 import type { Logger } from 'pino'
+import type { Authenticator, ClientAccess } from '../auth/authenticator.js'
 import type { Config } from '../config.js'
 import { SwitchyardError } from '../errors.js'
 import type { Persistence } from './persistence.js'
@@ -35,13 +36,18 @@ export interface Counters {
   oversizedPackets: number
   /** Connections closed for a protocol error (malformed bytes, bad first packet...). */
   protocolErrors: number
-  /** Publishes acknowledged and dropped because the client may not publish there ($SYS/). */
+  /** Publishes acknowledged and dropped because the client may not publish there ($SYS/, or the ACL). */
   deniedPublishes: number
+  /** Subscriptions refused by the ACL (SUBACK 0x80). */
+  deniedSubscriptions: number
+  /** CONNECTs refused: bad credentials, or anonymous where it is not allowed. */
+  authFailures: number
 }
 
 export interface BrokerCoreOptions {
   limits: Config['limits']
   persistence: Persistence
+  auth: Authenticator
   logger: Logger
   /** Called for every message a client published, after it was accepted. */
   onClientPublish?: (message: AcceptedMessage) => void
@@ -51,8 +57,8 @@ export interface BrokerCore {
   readonly id: string
   readonly counters: Readonly<Counters>
   readonly connectedClients: number
-  /** Serve one connection. `remote` is the peer address, for logs. */
-  handle(stream: Duplex, remote: string): void
+  /** Serve one connection. `remote` is the peer address; `identity` the client certificate's CN, on a useIdentityAsUsername listener. */
+  handle(stream: Duplex, remote: string, identity?: string): void
   publish(message: PublishInput): Promise<void>
   /** Stop reading from clients, let queued deliveries drain, close clients, then persistence. */
   close(): Promise<void>
@@ -75,11 +81,22 @@ function divert (packet: { topic: string, retain: boolean }): void {
 const DRAIN_WAIT_MS = 2000
 
 export async function createBrokerCore (options: BrokerCoreOptions): Promise<BrokerCore> {
-  const { limits, persistence, logger } = options
-  const counters: Counters = { queueDropped: 0, oversizedPackets: 0, protocolErrors: 0, deniedPublishes: 0 }
+  const { limits, persistence, logger, auth } = options
+  const counters: Counters = { queueDropped: 0, oversizedPackets: 0, protocolErrors: 0, deniedPublishes: 0, deniedSubscriptions: 0, authFailures: 0 }
   // Aedes 1.2 does not keep the username on the client (PITFALLS.md).
   const usernames = new WeakMap<Client, string | null>()
   const remotes = new WeakMap<Client, string>()
+  const identities = new WeakMap<Client, string>()
+  const accesses = new WeakMap<Client, ClientAccess>()
+  // Compiled once per client, and again after an ACL reload.
+  const accessOf = (client: Client): ClientAccess => {
+    let access = accesses.get(client)
+    if (access === undefined || access.generation !== auth.generation) {
+      access = auth.access({ username: usernames.get(client) ?? null, clientId: client.id })
+      accesses.set(client, access)
+    }
+    return access
+  }
 
   capOutgoingQueue(persistence, limits.maxQueuedMessages, clientId => {
     if (counters.queueDropped++ % 1000 === 0) {
@@ -101,24 +118,56 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
       }
       callback(null, true)
     },
-    authenticate (client, username, _password, callback) {
-      usernames.set(client, username ?? null)
-      callback(null, true)
+    authenticate (client, username, password, callback) {
+      const remote = remotes.get(client) ?? ''
+      auth.authenticate({
+        clientId: client.id,
+        username: username ?? undefined,
+        password: password ?? undefined,
+        identity: identities.get(client),
+        address: remote.slice(0, remote.lastIndexOf(':'))
+      }).then(result => {
+        if (result.ok) {
+          usernames.set(client, result.username)
+          callback(null, true)
+          return
+        }
+        counters.authFailures++
+        // Usernames at info, never passwords.
+        logger.info({ clientId: client.id, remote, username, reason: result.reason, delayMs: result.delayMs }, 'authentication failed')
+        // CONNACK 5 (not authorized), as Mosquitto answers; held back while an address keeps failing.
+        const refuse = () => callback(Object.assign(new Error(result.reason), { returnCode: 5 as const }), false)
+        if (result.delayMs > 0) setTimeout(refuse, result.delayMs).unref()
+        else refuse()
+      }, (err: Error) => {
+        logger.error({ clientId: client.id, err: err.message }, 'authentication error')
+        callback(Object.assign(new Error('authentication error'), { returnCode: 5 as const }), false)
+      })
     },
     authorizePublish (client, packet, callback) {
-      // Clients must not publish into $SYS/: the broker owns it.
-      if (client !== null && (packet.topic.startsWith(SYS_PREFIX) || packet.topic.startsWith(DROP_PREFIX))) {
+      // Clients must not publish into $SYS/: the broker owns it. A denied
+      // publish is acknowledged and dropped (see DROP_PREFIX).
+      if (client !== null && (packet.topic.startsWith(SYS_PREFIX) || packet.topic.startsWith(DROP_PREFIX) || !accessOf(client).canWrite(packet.topic))) {
         counters.deniedPublishes++
         logger.debug({ clientId: client.id, topic: packet.topic }, 'publish denied; acknowledged and dropped')
         divert(packet)
       }
       callback(null)
     },
-    authorizeSubscribe (_client, sub, callback) {
-      // Nobody may listen where denied publishes are diverted. 0x80 in SUBACK.
-      callback(null, sub.topic.startsWith(DROP_PREFIX) ? null : sub)
+    authorizeSubscribe (client, sub, callback) {
+      // Nobody may listen where denied publishes are diverted. null: 0x80 in SUBACK.
+      if (sub.topic.startsWith(DROP_PREFIX) || !accessOf(client).canSubscribe(sub.topic)) {
+        counters.deniedSubscriptions++
+        logger.debug({ clientId: client.id, filter: sub.topic }, 'subscription denied')
+        callback(null, null)
+        return
+      }
+      callback(null, sub)
     },
-    authorizeForward (_client, packet) {
+    authorizeForward (client, packet) {
+      // Read access is checked per message, so a wide subscription, or a
+      // retained message, never delivers a topic the client may not read.
+      if (auth.hasAcl && !accessOf(client).canRead(packet.topic)) return null as unknown as typeof packet
       // [MQTT-3.3.1-9] only a message sent because of a new subscription
       // carries retain=1. Aedes marks retained replays with brokerId=null;
       // a stored offline-queue entry keeps its brokerId and, in Aedes 1.2,
@@ -162,9 +211,10 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
     counters,
     get connectedClients () { return aedes.connectedClients },
 
-    handle (stream, remote) {
+    handle (stream, remote, identity) {
       const client = aedes.handle(stream)
       remotes.set(client, remote)
+      if (identity !== undefined) identities.set(client, identity)
       guardPacketSize(client, limits.maxPacketSize, (size) => {
         counters.oversizedPackets++
         logger.warn({ remote, size, maxPacketSize: limits.maxPacketSize }, 'packet exceeds limits.maxPacketSize; connection closed')

@@ -5,18 +5,38 @@ import forge from 'node-forge'
 import type { TlsListenerConfig, WssListenerConfig } from '../config.js'
 import { SwitchyardError } from '../errors.js'
 
-export interface TlsMaterial { cert: Buffer, key: Buffer }
+/** Options for tls.createServer / setSecureContext. */
+export interface TlsMaterial {
+  cert: Buffer
+  key: Buffer
+  ca?: Buffer
+  /** Ask for a client certificate, and refuse the handshake without a valid one. */
+  requestCert: boolean
+  rejectUnauthorized: boolean
+}
 
-/** Reads a TLS listener's certificate and key, generating development ones first when the config named none. */
+/** Reads a TLS listener's files, generating a development certificate first when the config named none. */
 export function loadTlsMaterial (config: TlsListenerConfig | WssListenerConfig, devCertDir: string, onGenerated: (caPath: string) => void): TlsMaterial {
   if (config.generated && !(existsSync(config.cert) && existsSync(config.key))) {
     onGenerated(generateDevCertificates(devCertDir))
   }
   try {
-    return { cert: readFileSync(config.cert), key: readFileSync(config.key) }
+    return {
+      cert: readFileSync(config.cert),
+      key: readFileSync(config.key),
+      ...(config.ca === undefined ? {} : { ca: readFileSync(config.ca) }),
+      requestCert: config.requestCert,
+      rejectUnauthorized: config.requestCert
+    }
   } catch (err) {
-    throw new SwitchyardError('ERR_TLS', `${config.type} listener: cannot read certificate or key: ${(err as Error).message}`, { cause: err })
+    throw new SwitchyardError('ERR_TLS', `${config.type} listener: cannot read certificate, key or CA: ${(err as Error).message}`, { cause: err })
   }
+}
+
+/** The client certificate's common name, which useIdentityAsUsername makes the username. */
+export function certificateIdentity (socket: { getPeerCertificate(): { subject?: { CN?: string | string[] } } }): string | undefined {
+  const cn = socket.getPeerCertificate().subject?.CN
+  return Array.isArray(cn) ? cn[0] : cn
 }
 
 /**
@@ -66,6 +86,32 @@ export function generateDevCertificates (dir: string): string {
   writePrivate(path.join(dir, 'server.key'), forge.pki.privateKeyToPem(keys.privateKey))
   writeFileSync(path.join(dir, 'server.crt'), forge.pki.certificateToPem(cert))
   return caCertPath
+}
+
+/**
+ * Issues a client certificate with common name `commonName`, signed by the
+ * development CA in `dir` (made by generateDevCertificates), for mutual TLS.
+ * Writes `<commonName>.crt` and `<commonName>.key` into `dir`; returns their paths.
+ */
+export function generateClientCertificate (dir: string, commonName: string): { cert: string, key: string } {
+  const ca = {
+    cert: forge.pki.certificateFromPem(readFileSync(path.join(dir, 'ca.crt'), 'utf8')),
+    key: forge.pki.privateKeyFromPem(readFileSync(path.join(dir, 'ca.key'), 'utf8')) as forge.pki.rsa.PrivateKey
+  }
+  const keys = rsaKeyPair()
+  const cert = newCertificate(keys.publicKey, 825)
+  cert.setSubject([{ name: 'commonName', value: commonName }])
+  cert.setIssuer(ca.cert.subject.attributes)
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: false },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+    { name: 'extKeyUsage', clientAuth: true }
+  ])
+  cert.sign(ca.key, forge.md.sha256.create())
+  const out = { cert: path.join(dir, `${commonName}.crt`), key: path.join(dir, `${commonName}.key`) }
+  writePrivate(out.key, forge.pki.privateKeyToPem(keys.privateKey))
+  writeFileSync(out.cert, forge.pki.certificateToPem(cert))
+  return out
 }
 
 // Node's native generator is ~100x faster than forge's pure-JS one.

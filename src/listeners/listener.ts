@@ -4,8 +4,8 @@ import type { ListenerConfig } from '../config.js'
 import { SwitchyardError } from '../errors.js'
 import type { ConnectionGate } from './gate.js'
 
-/** What every transport hands its MQTT byte streams to. */
-export type Accept = (stream: Duplex, remote: string) => void
+/** What every transport hands its MQTT byte streams to; `identity` is a verified client certificate's CN, when the listener uses it as the username. */
+export type Accept = (stream: Duplex, remote: string, identity?: string) => void
 
 export interface ListenerContext {
   gate: ConnectionGate
@@ -21,6 +21,8 @@ export interface BoundListener {
   readonly host: string
   readonly port: number
   readonly path?: string
+  /** TLS listeners: use new certificate, key and CA for new connections (SIGHUP). */
+  setTlsMaterial?(material: import('./certs.js').TlsMaterial): void
   /** Stop accepting; open connections are ended by the gate. */
   close(): Promise<void>
 }
@@ -29,7 +31,7 @@ export function remoteOf (socket: { remoteAddress?: string | undefined, remotePo
   return `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`
 }
 
-export async function bind (server: Server, config: ListenerConfig, extra: { path?: string } = {}): Promise<BoundListener> {
+export async function bind (server: Server, config: ListenerConfig, extra: Pick<BoundListener, 'path' | 'setTlsMaterial'> = {}): Promise<BoundListener> {
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       reject(new SwitchyardError('ERR_LISTEN',

@@ -1,4 +1,7 @@
 import type { Server as HttpServer } from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
+import type { TLSSocket } from 'node:tls'
+import { certificateIdentity } from './certs.js'
 import websocket from 'websocket-stream'
 import type { WsListenerConfig, WssListenerConfig } from '../config.js'
 import { bind, remoteOf, type BoundListener, type ListenerContext } from './listener.js'
@@ -31,6 +34,12 @@ export function serveWebSocket (server: HttpServer, config: WsListenerConfig | W
     // never let ws buffer far more than the largest packet we accept.
     maxPayload: 2 * ctx.maxPacketSize + 1024
   })
-  wss.on('stream', (stream, req) => ctx.accept(stream, remoteOf(req.socket)))
-  return bind(server, config, { path: config.path })
+  const identityOf = config.type === 'wss' && config.useIdentityAsUsername
+    ? (socket: unknown) => certificateIdentity(socket as TLSSocket)
+    : () => undefined
+  wss.on('stream', (stream, req) => ctx.accept(stream, remoteOf(req.socket), identityOf(req.socket)))
+  return bind(server, config, {
+    path: config.path,
+    ...(config.type === 'wss' ? { setTlsMaterial: m => (server as HttpsServer).setSecureContext(m) } : {})
+  })
 }

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { onTestFinished } from 'vitest'
+import type { Logger } from 'pino'
 import { createBroker, type Broker, type ConfigInput } from '../../src/index.js'
 import { generateDevCertificates } from '../../src/listeners/certs.js'
 
@@ -23,14 +24,14 @@ export function testCerts (): { dir: string, ca: string, cert: string, key: stri
 }
 
 /** Starts a real broker on ephemeral ports, closed after the current test. Rules come from an empty temporary directory unless given. */
-export async function startBroker (config: ConfigInput = {}, baseDir?: string): Promise<Broker> {
+export async function startBroker (config: ConfigInput = {}, options: { baseDir?: string, logger?: Logger } = {}): Promise<Broker> {
   const broker = await createBroker({
     listeners: [{ type: 'tcp', port: 0 }],
     persistence: { type: 'memory' },
     log: { level: 'silent' },
     rules: { dir: tempDir('switchyard-rules-') },
     ...config
-  }, { baseDir })
+  }, options)
   onTestFinished(() => broker.close())
   return broker
 }

@@ -62,3 +62,14 @@ function record (client: MqttClient): Inbox {
 }
 
 export const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
+
+/** The SUBACK return codes for a subscription, 0x80 (128) included: MQTT.js rejects on any 128, with the SUBACK attached. */
+export async function granted (client: MqttClient, topics: string | string[]): Promise<number[]> {
+  try {
+    return (await client.subscribeAsync(topics)).map(g => g.qos)
+  } catch (err) {
+    const packet = (err as { packet?: { granted?: number[] } }).packet
+    if (!packet?.granted) throw err
+    return packet.granted
+  }
+}

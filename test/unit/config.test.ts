@@ -87,8 +87,16 @@ describe('every problem is reported, naming the key and the fix', () => {
 describe('local-only by default, as Mosquitto 2', () => {
   test('a non-loopback listener without authentication refuses to start', () => {
     expect(problemsOf({ listeners: [{ type: 'tcp', host: '0.0.0.0' }] })).toEqual([
-      'listeners[0].host: "0.0.0.0" is not a loopback address and no authentication is configured; bind to 127.0.0.1, or set "auth": { "allowAnonymous": true } to accept anonymous remote clients (see docs/security.md)'
+      'listeners[0].host: "0.0.0.0" is not a loopback address and no authentication is configured; bind to 127.0.0.1, set "auth": { "passwordFile": ... }, or set "auth": { "allowAnonymous": true } to accept anonymous remote clients (see docs/security.md)'
     ])
+  })
+
+  test('a password file, or client-certificate identity on that listener, counts as authentication', () => {
+    const dir = tempDir()
+    writeFileSync(path.join(dir, 'passwords'), '')
+    writeFileSync(path.join(dir, 'ca.crt'), '')
+    expect(() => parseConfig({ listeners: [{ type: 'tcp', host: '0.0.0.0' }], auth: { passwordFile: 'passwords' } }, { baseDir: dir })).not.toThrow()
+    expect(() => parseConfig({ listeners: [{ type: 'tls', host: '0.0.0.0', ca: 'ca.crt', requestCert: true, useIdentityAsUsername: true }] }, { baseDir: dir })).not.toThrow()
   })
 
   test.each(['127.0.0.1', '127.1.2.3', 'localhost', '::1'])('%s is loopback', host => {
@@ -97,6 +105,33 @@ describe('local-only by default, as Mosquitto 2', () => {
 
   test('auth.allowAnonymous: true opens it deliberately', () => {
     expect(parseConfig({ listeners: [{ type: 'tcp', host: '0.0.0.0' }], auth: { allowAnonymous: true } }).listeners[0]!.host).toBe('0.0.0.0')
+  })
+})
+
+describe('auth and client certificates', () => {
+  test('cross-field rules, each named', () => {
+    const problems = problemsOf({
+      listeners: [{ type: 'tls', requestCert: true }, { type: 'wss', useIdentityAsUsername: true }],
+      auth: { passwordFile: 'nope', aclFile: 'nope.acl' }
+    }, '/tmp/none')
+    expect(problems).toEqual([
+      'listeners[0].requestCert: needs "ca", the CA that client certificates must be signed by',
+      'listeners[1].useIdentityAsUsername: needs "requestCert": true (and "ca"), so that every client presents a certificate',
+      'auth.passwordFile: file not found: nope (resolved to /tmp/none/nope); create it with `switchyard passwd -c <file> <user>`',
+      'auth.aclFile: file not found: nope.acl (resolved to /tmp/none/nope.acl)'
+    ])
+  })
+
+  test('allowAnonymous: false with no way to log in is refused', () => {
+    expect(problemsOf({ listeners: [{ type: 'tcp' }], auth: { allowAnonymous: false } })).toEqual([
+      'auth.allowAnonymous: false, but there is no passwordFile and no listener with useIdentityAsUsername: no client could connect; add "passwordFile"'
+    ])
+  })
+
+  test('auth file paths resolve against the config directory', () => {
+    const dir = tempDir()
+    writeFileSync(path.join(dir, 'passwords'), '')
+    expect(parseConfig({ auth: { passwordFile: 'passwords' } }, { baseDir: dir }).auth.passwordFile).toBe(path.join(dir, 'passwords'))
   })
 })
 
