@@ -2,7 +2,6 @@
  * The command line. This is the only module that touches `process`:
  * arguments, signals, exit codes. Everything else is the library.
  */
-import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { createBroker, type Broker } from './server.js'
 import { loadConfig, type Config } from './config.js'
@@ -11,6 +10,7 @@ import { Authenticator } from './auth/authenticator.js'
 import { deleteUser, hashFile, setPassword, usernameProblem } from './auth/passwd.js'
 import { ConfigError, SwitchyardError } from './errors.js'
 import { createLogger } from './log.js'
+import { VERSION } from './version.js'
 
 const HELP = `Usage: switchyard [command] [options]
 
@@ -25,6 +25,7 @@ Options:
   -c, --config <file>   JSON config file (default: ./switchyard.json if it exists, else built-in defaults)
   -h, --help            show this help
   -v, --version         print the version
+      --pretty          readable log lines instead of JSON (the default on a terminal)
 
 rule test options:
   --topic <topic>       the input message's topic (required)
@@ -68,6 +69,7 @@ export async function main (argv: string[]): Promise<number> {
         config: { type: 'string', short: 'c' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
+        pretty: { type: 'boolean' },
         topic: { type: 'string' },
         payload: { type: 'string' },
         'payload-hex': { type: 'string' },
@@ -83,7 +85,7 @@ export async function main (argv: string[]): Promise<number> {
   }
   const { values, positionals } = parsed
   if (values.help) { process.stdout.write(HELP + '\n'); return 0 }
-  if (values.version) { process.stdout.write(version() + '\n'); return 0 }
+  if (values.version) { process.stdout.write(VERSION + '\n'); return 0 }
   const command = positionals[0] ?? 'start'
   const isRuleTest = command === 'rule' && positionals[1] === 'test'
   const known = (command === 'start' || command === 'check') ? positionals.length === 1 || positionals.length === 0 : isRuleTest && positionals.length <= 3
@@ -99,7 +101,7 @@ export async function main (argv: string[]): Promise<number> {
   }
   if (command === 'check') return check(config, values.config)
   if (isRuleTest) return ruleTest(config, positionals[2], values)
-  return start(config)
+  return start(config, values.pretty === true || process.stdout.isTTY === true)
 }
 
 function usage (problem: string): number {
@@ -249,8 +251,8 @@ async function ruleTest (config: Config, file: string | undefined, values: Recor
   }
 }
 
-async function start (config: Config): Promise<number> {
-  const logger = createLogger(config.log)
+async function start (config: Config, pretty: boolean): Promise<number> {
+  const logger = createLogger(config.log, { pretty })
   let resolveExit!: (code: number) => void
   const exit = new Promise<number>(resolve => { resolveExit = resolve })
   let broker: Broker | undefined
@@ -300,10 +302,6 @@ function reportStartupError (err: unknown): number {
   return 1
 }
 
-function version (): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
-  return pkg.version
-}
 
 main(process.argv.slice(2)).then(code => process.exit(code), err => {
   process.stderr.write(`switchyard: ${(err as Error)?.stack ?? String(err)}\n`)

@@ -52,6 +52,13 @@ const sections = {
     aclFile: z.string().min(1).optional(),
     allowAnonymous: z.boolean().optional()
   }).prefault({}),
+  admin: z.strictObject({
+    host,
+    port: port(9090)
+  }).optional(),
+  sys: z.strictObject({
+    interval: z.number().int().min(0).max(86_400).default(10)
+  }).prefault({}),
   rules: z.strictObject({
     dir: z.string().min(1).default('rules'),
     timeoutMs: z.number().int().min(1).max(60_000).default(100),

@@ -9,4 +9,8 @@ export type { Config, ConfigInput, ListenerConfig, ParseOptions } from './config
 export type { PublishInput } from './broker/aedes.js'
 export { generateDevCertificates } from './listeners/certs.js'
 export { SwitchyardError, ConfigError } from './errors.js'
+export { VERSION } from './version.js'
+export type { ClientInfo } from './broker/aedes.js'
+export type { Health } from './ops/admin.js'
+export type { RuleStateView, RuleStatus } from './rules/state.js'
 export type { ErrorCode } from './errors.js'

@@ -1,8 +1,9 @@
 import { Authenticator } from './auth/authenticator.js'
-import { createBrokerCore, type BrokerCore, type Counters, type PublishInput } from './broker/aedes.js'
-import { openPersistence } from './broker/persistence.js'
-import { isValidated, parseConfig, type Config, type ConfigInput } from './config.js'
+import { createBrokerCore, type BrokerCore, type ClientInfo, type Counters, type PublishInput } from './broker/aedes.js'
+import { countRetained, openPersistence } from './broker/persistence.js'
+import { isLoopback, isValidated, parseConfig, type Config, type ConfigInput } from './config.js'
 import { ConfigError } from './errors.js'
+import { VERSION } from './version.js'
 import { createLogger, type Logger } from './log.js'
 import { loadTlsMaterial } from './listeners/certs.js'
 import { ConnectionGate } from './listeners/gate.js'
@@ -11,6 +12,9 @@ import { listenTcp } from './listeners/tcp.js'
 import { listenTls } from './listeners/tls.js'
 import { listenWs } from './listeners/ws.js'
 import { listenWss } from './listeners/wss.js'
+import { startAdmin, type AdminServer, type Health } from './ops/admin.js'
+import { Metrics } from './ops/metrics.js'
+import { SysPublisher, type SysSource } from './ops/sys.js'
 import { RulesEngine } from './rules/engine.js'
 import type { RuleStateView } from './rules/state.js'
 
@@ -39,10 +43,18 @@ export interface BrokerStats extends Counters {
 export interface Broker {
   /** The listeners as bound: port 0 is resolved to the real port. */
   readonly listeners: readonly ListenerAddress[]
+  /** The admin HTTP listener as bound, when configured. */
+  readonly admin: { readonly host: string, readonly port: number } | undefined
   readonly config: Config
   /** Publish as the broker (not as a client): QoS, retain, persistence and rules apply. */
   publish(message: PublishInput): Promise<void>
   stats(): BrokerStats
+  /** The connected clients, as GET /api/clients shows them. */
+  clients(): ClientInfo[]
+  /** What GET /healthz answers: every listener up, persistence writable. */
+  health(): Promise<Health>
+  /** The Prometheus text that GET /metrics serves. */
+  metrics(): Promise<string>
   /** Every rule's state: status, error, counters, execution times (docs/rules.md). */
   rules(): RuleStateView[]
   /** Re-reads the rules directory now; the watcher does it by itself within a second. */
@@ -77,6 +89,8 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
   }
   const gate = new ConnectionGate(cfg.limits.maxConnections)
   const persistence = await openPersistence(cfg.persistence)
+  // Before Aedes stores anything, so the count follows every change.
+  const retained = await countRetained(persistence)
   let engine: RulesEngine | undefined
   const core = await createBrokerCore({
     limits: cfg.limits,
@@ -85,7 +99,27 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
     logger,
     onClientPublish: message => engine?.route(message)
   })
-  engine = new RulesEngine({ config: cfg.rules, maxPacketSize: cfg.limits.maxPacketSize, publisher: core, logger })
+  let metrics: Metrics | undefined
+  engine = new RulesEngine({
+    config: cfg.rules,
+    maxPacketSize: cfg.limits.maxPacketSize,
+    publisher: core,
+    logger,
+    onDuration: (rule, ms) => metrics?.observeRule(rule, ms)
+  })
+  const stats: SysSource = {
+    counters: () => core.counters,
+    connectedClients: () => core.connectedClients,
+    sockets: () => ({ accepted: gate.accepted, refused: gate.refused, open: gate.open }),
+    bytes: () => gate.bytes(),
+    retained: () => retained.size,
+    subscriptions: () => core.subscriptionCount(),
+    rules: () => engine.rules(),
+    offlineClients: async () => (await persistence.countOffline()).clientsCount,
+    publish: (topic, payload) => core.publish({ topic, payload, qos: 0, retain: true })
+  }
+  metrics = new Metrics(stats)
+  const sys = new SysPublisher(stats, cfg.sys.interval, VERSION)
 
   const ctx: ListenerContext = {
     gate,
@@ -94,11 +128,23 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
     onTransportError: (listener, remote, err) => logger.debug({ listener, remote, err: err.message }, 'transport error; connection closed')
   }
   const bound: BoundListener[] = []
+  let admin: AdminServer | undefined
+  const health = async (): Promise<Health> => {
+    const listeners = bound.map(b => ({ type: b.type, port: b.port, up: b.listening }))
+    const store = await withTimeout(persistence.probe(), 2000, 'persistence did not answer within 2 s').then(() => ({ ok: true }), (err: Error) => ({ ok: false, error: err.message }))
+    return { ok: store.ok && listeners.every(l => l.up), listeners, persistence: store }
+  }
   try {
     // Rules first: clients that connect find them loaded.
     await engine.start()
-    for (const l of cfg.listeners) {
-      bound.push(await startListener(l, cfg, ctx, logger))
+    for (const l of cfg.listeners) bound.push(await startListener(l, cfg, ctx, logger))
+    if (cfg.admin) {
+      admin = await startAdmin(cfg.admin, {
+        metrics: async () => ({ contentType: metrics!.contentType, body: await metrics!.text() }),
+        health,
+        rules: () => engine.rules(),
+        clients: () => core.clients()
+      }, err => logger.error({ err }, 'admin request failed'))
     }
   } catch (err) {
     await Promise.all(bound.map(b => b.close()))
@@ -111,10 +157,16 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
     const scheme = { tcp: 'mqtt', tls: 'mqtts', ws: 'ws', wss: 'wss' }[b.type]
     logger.info({ listener: b.type, host: b.host, port: b.port }, `listening on ${scheme}://${formatHost(b.host)}:${b.port}${b.path ?? ''}`)
   }
+  if (admin) {
+    logger.info({ listener: 'admin', host: admin.host, port: admin.port }, `admin on http://${formatHost(admin.host)}:${admin.port} (/metrics, /healthz, /api/rules, /api/clients)`)
+    if (!isLoopback(admin.host)) logger.warn({ host: admin.host }, 'the admin listener has no authentication and is not on loopback: restrict it with a firewall or a reverse proxy')
+  }
+  sys.start()
 
   let closing: Promise<void> | undefined
   return {
     listeners: Object.freeze(bound.map(({ type, host, port, path }) => Object.freeze(path === undefined ? { type, host, port } : { type, host, port, path }))),
+    admin: admin ? Object.freeze({ host: admin.host, port: admin.port }) : undefined,
     config: cfg,
     async publish (message) {
       await core.publish(message)
@@ -128,6 +180,9 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
       refusedConnections: gate.refused,
       rulesHostPid: engine.hostPid
     }),
+    clients: () => core.clients(),
+    health,
+    metrics: () => metrics!.text(),
     rules: () => engine.rules(),
     reloadRules: () => engine.rescan(),
     async reload () {
@@ -149,7 +204,9 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
       closing ??= (async () => {
         // Stop accepting; stop the rules (their pending outputs still
         // publish); then drain and close clients and persistence.
+        sys.stop()
         const stopped = bound.map(b => b.close())
+        if (admin) stopped.push(admin.close())
         await engine.close()
         await Promise.all(stopped.concat(closeCore(core, gate)))
         logger.info('broker closed')
@@ -157,6 +214,12 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
       return closing
     }
   }
+}
+
+function withTimeout<T> (promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(message)), ms) })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
 // server.close() resolves only once every connection has ended, so end them

@@ -10,7 +10,7 @@ import type { Authenticator, ClientAccess } from '../auth/authenticator.js'
 import type { Config } from '../config.js'
 import { SwitchyardError } from '../errors.js'
 import type { Persistence } from './persistence.js'
-import { capOutgoingQueue } from './persistence.js'
+import { capOutgoingQueue, guardRetainedReplay } from './persistence.js'
 
 export interface PublishInput {
   topic: string
@@ -42,6 +42,27 @@ export interface Counters {
   deniedSubscriptions: number
   /** CONNECTs refused: bad credentials, or anonymous where it is not allowed. */
   authFailures: number
+  /** MQTT packets of every type received. */
+  packetsReceived: number
+  /** CONNECT packets received. */
+  connects: number
+  /** PUBLISH packets received from clients, by QoS, and their payload bytes. */
+  publishReceived: [number, number, number]
+  publishBytesReceived: number
+  /** PUBLISH packets sent to clients, by the message's QoS, and their payload bytes. */
+  publishSent: [number, number, number]
+  publishBytesSent: number
+  /** The most clients connected at once. */
+  maxConnected: number
+}
+
+export interface ClientInfo {
+  clientId: string
+  username: string | null
+  remote: string
+  connectedAt: string
+  clean: boolean
+  subscriptions: string[]
 }
 
 export interface BrokerCoreOptions {
@@ -57,6 +78,10 @@ export interface BrokerCore {
   readonly id: string
   readonly counters: Readonly<Counters>
   readonly connectedClients: number
+  /** The connected clients. */
+  clients(): ClientInfo[]
+  /** Subscriptions of the connected clients. */
+  subscriptionCount(): number
   /** Serve one connection. `remote` is the peer address; `identity` the client certificate's CN, on a useIdentityAsUsername listener. */
   handle(stream: Duplex, remote: string, identity?: string): void
   publish(message: PublishInput): Promise<void>
@@ -82,7 +107,23 @@ const DRAIN_WAIT_MS = 2000
 
 export async function createBrokerCore (options: BrokerCoreOptions): Promise<BrokerCore> {
   const { limits, persistence, logger, auth } = options
-  const counters: Counters = { queueDropped: 0, oversizedPackets: 0, protocolErrors: 0, deniedPublishes: 0, deniedSubscriptions: 0, authFailures: 0 }
+  const counters: Counters = {
+    queueDropped: 0,
+    oversizedPackets: 0,
+    protocolErrors: 0,
+    deniedPublishes: 0,
+    deniedSubscriptions: 0,
+    authFailures: 0,
+    packetsReceived: 0,
+    connects: 0,
+    publishReceived: [0, 0, 0],
+    publishBytesReceived: 0,
+    publishSent: [0, 0, 0],
+    publishBytesSent: 0,
+    maxConnected: 0
+  }
+  const connectedAt = new WeakMap<Client, Date>()
+  const disconnectReasons = new WeakMap<Client, string>()
   // Aedes 1.2 does not keep the username on the client (PITFALLS.md).
   const usernames = new WeakMap<Client, string | null>()
   const remotes = new WeakMap<Client, string>()
@@ -98,6 +139,7 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
     return access
   }
 
+  guardRetainedReplay(persistence)
   capOutgoingQueue(persistence, limits.maxQueuedMessages, clientId => {
     if (counters.queueDropped++ % 1000 === 0) {
       logger.warn({ clientId, dropped: counters.queueDropped }, 'outgoing queue full (limits.maxQueuedMessages); message dropped for this client')
@@ -109,6 +151,7 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
     // Reject with an Error, never callback(null, false): Aedes 1.2 leaves
     // the socket open forever on the latter (PITFALLS.md).
     preConnect (client, packet, callback) {
+      counters.connects++
       // [MQTT-3.1.3-8] a zero-length client id requires a clean session;
       // Aedes 1.2 accepts it anyway, so answer CONNACK 0x02 ourselves.
       if (packet.clientId === '' && packet.clean === false) {
@@ -173,9 +216,15 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
       // a stored offline-queue entry keeps its brokerId and, in Aedes 1.2,
       // its original retain flag. The packet here is the client's own copy.
       if (packet.retain && packet.brokerId) packet.retain = false
+      counters.publishSent[packet.qos]++
+      counters.publishBytesSent += packet.payload.length
       return packet
     },
     published (packet, client, callback) {
+      if (client) {
+        counters.publishReceived[packet.qos]++
+        counters.publishBytesReceived += packet.payload.length
+      }
       if (client && options.onClientPublish && !packet.topic.startsWith(DROP_PREFIX)) {
         options.onClientPublish({
           topic: packet.topic,
@@ -191,12 +240,17 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
   })
 
   aedes.on('client', client => {
-    logger.info({ clientId: client.id, remote: remotes.get(client), username: usernames.get(client) ?? undefined }, 'client connected')
+    connectedAt.set(client, new Date())
+    counters.maxConnected = Math.max(counters.maxConnected, aedes.connectedClients)
+    logger.info({ clientId: client.id, remote: remotes.get(client), username: usernames.get(client) ?? undefined, clean: client.clean }, 'client connected')
   })
   aedes.on('clientDisconnect', client => {
-    logger.info({ clientId: client.id, remote: remotes.get(client) }, 'client disconnected')
+    const reason = (client as unknown as { _disconnected: boolean })._disconnected ? 'DISCONNECT' : disconnectReasons.get(client) ?? 'connection closed'
+    logger.info({ clientId: client.id, remote: remotes.get(client), reason }, 'client disconnected')
   })
+  aedes.on('keepaliveTimeout', client => { disconnectReasons.set(client, 'keepalive timeout') })
   aedes.on('clientError', (client, err) => {
+    if (!disconnectReasons.has(client)) disconnectReasons.set(client, err.message)
     logger.debug({ clientId: client.id, remote: remotes.get(client), err: err.message }, 'client error')
   })
   aedes.on('connectionError', (client, err) => {
@@ -211,11 +265,31 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
     counters,
     get connectedClients () { return aedes.connectedClients },
 
+    clients () {
+      return Object.values((aedes as unknown as AedesInternals).clients).map(c => {
+        const client = c as unknown as Client
+        return {
+          clientId: client.id,
+          username: usernames.get(client) ?? null,
+          remote: remotes.get(client) ?? '',
+          connectedAt: (connectedAt.get(client) ?? new Date()).toISOString(),
+          clean: client.clean,
+          subscriptions: Object.keys((client as unknown as { subscriptions: object }).subscriptions)
+        }
+      })
+    },
+
+    subscriptionCount () {
+      let n = 0
+      for (const c of Object.values((aedes as unknown as AedesInternals).clients)) n += Object.keys((c as unknown as { subscriptions: object }).subscriptions).length
+      return n
+    },
+
     handle (stream, remote, identity) {
       const client = aedes.handle(stream)
       remotes.set(client, remote)
       if (identity !== undefined) identities.set(client, identity)
-      guardPacketSize(client, limits.maxPacketSize, (size) => {
+      guardPacketSize(client, limits.maxPacketSize, counters, (size) => {
         counters.oversizedPackets++
         logger.warn({ remote, size, maxPacketSize: limits.maxPacketSize }, 'packet exceeds limits.maxPacketSize; connection closed')
       })
@@ -261,7 +335,7 @@ async function waitForDrain (mq: { length: number, current: number }): Promise<v
 }
 
 interface AedesInternals {
-  clients: Record<string, { pause(): void }>
+  clients: Record<string, { pause(): void }>  // Client, with the parts its types leave out
   mq: { length: number, current: number }
 }
 
@@ -276,11 +350,13 @@ interface ParserInternals {
  * Check the Remaining Length as soon as the fixed header is parsed, before
  * any payload is buffered, and fail only this connection.
  */
-function guardPacketSize (client: Client, max: number, onOversize: (size: number) => void): void {
+function guardPacketSize (client: Client, max: number, counters: Counters, onOversize: (size: number) => void): void {
   const parser = (client as unknown as { _parser: ParserInternals })._parser
   const parseLength = parser._parseLength
   parser._parseLength = function () {
     if (!parseLength.call(this)) return false
+    // Runs once per packet: where every packet type is counted, for $SYS/broker/messages/received.
+    counters.packetsReceived++
     const remaining = this.packet.length
     const size = 1 + varintBytes(remaining) + remaining
     if (size > max) {

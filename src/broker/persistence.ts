@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs'
+import { Readable } from 'node:stream'
 import { createRequire } from 'node:module'
 import { Level } from 'level'
 import type { Config } from '../config.js'
@@ -16,6 +17,10 @@ interface ClientRef { id: string }
 
 /** The part of the aedes-persistence interface that Switchyard touches. */
 export interface Persistence {
+  storeRetained(packet: { topic: string, payload: Buffer }): Promise<unknown>
+  createRetainedStream(pattern: string): AsyncIterable<{ topic: string }>
+  createRetainedStreamCombi(patterns: string[]): AsyncIterable<{ topic: string }>
+  countOffline(): Promise<{ clientsCount: number, subsCount: number }>
   outgoingEnqueue(sub: Sub, packet: unknown): Promise<unknown>
   outgoingEnqueueCombi(subs: Sub[], packet: unknown): Promise<unknown>
   outgoingClearMessageId(client: ClientRef, packet: QueuedPacket): Promise<unknown>
@@ -23,8 +28,14 @@ export interface Persistence {
   destroy(): Promise<void>
 }
 
-export async function openPersistence (config: Config['persistence']): Promise<Persistence> {
-  if (config.type === 'memory') return memoryPersistence()
+/** What operations need from the store, beside Aedes's own use. */
+export interface StoreHealth {
+  /** Writes and deletes a key; rejects when the store cannot be written. */
+  probe(): Promise<void>
+}
+
+export async function openPersistence (config: Config['persistence']): Promise<Persistence & StoreHealth> {
+  if (config.type === 'memory') return Object.assign(memoryPersistence(), { probe: async () => {} })
   mkdirSync(config.path, { recursive: true })
   const db = new Level<string, Buffer>(config.path, { valueEncoding: 'buffer' })
   try {
@@ -36,7 +47,56 @@ export async function openPersistence (config: Config['persistence']): Promise<P
       `persistence.path: cannot open LevelDB at ${config.path}: ${(cause as Error).message}; ` +
       'is another broker using this directory? Stop it or choose another path', { cause: err })
   }
-  return new LevelPersistence(db)
+  // The probe key sorts apart from aedes-persistence-level's own prefixes.
+  // 16 KiB: a few bytes would fit in the log file's last allocated page and
+  // succeed on a full disk; this much needs new space, as a real message would.
+  const probeValue = Buffer.alloc(16 * 1024, 0x2e)
+  return Object.assign(new LevelPersistence(db), {
+    probe: async () => {
+      await db.put('~switchyard-health', probeValue)
+      await db.del('~switchyard-health')
+    }
+  })
+}
+
+/**
+ * [MQTT-4.7.2-1] a filter starting with a wildcard does not match topics
+ * starting with '$'. Aedes 1.2 applies it to live messages but not to the
+ * retained messages it replays on SUBSCRIBE: a '#' subscriber received every
+ * retained $SYS/ topic. Replay pattern by pattern, and skip those.
+ */
+export function guardRetainedReplay (p: Persistence): void {
+  p.createRetainedStreamCombi = patterns => Readable.from(retainedFor(p, patterns))
+}
+
+async function * retainedFor (p: Persistence, patterns: string[]): AsyncGenerator<{ topic: string }> {
+  for (const pattern of patterns) {
+    const wildcardFirst = pattern.startsWith('+') || pattern.startsWith('#')
+    for await (const packet of p.createRetainedStream(pattern)) {
+      if (wildcardFirst && packet.topic.startsWith('$')) continue
+      yield packet
+    }
+  }
+}
+
+/**
+ * Keeps an exact count of retained messages (outside $SYS/): the stores have
+ * no count, so it is loaded once and then follows every store and clear.
+ */
+export async function countRetained (p: Persistence): Promise<{ readonly size: number }> {
+  const topics = new Set<string>()
+  for await (const packet of p.createRetainedStream('#')) {
+    if (!packet.topic.startsWith('$SYS/')) topics.add(packet.topic)
+  }
+  const store = p.storeRetained.bind(p)
+  p.storeRetained = async packet => {
+    await store(packet)
+    if (packet.topic.startsWith('$SYS/')) return
+    // [MQTT-3.3.1-10] an empty payload clears the retained message
+    if (packet.payload.length === 0) topics.delete(packet.topic)
+    else topics.add(packet.topic)
+  }
+  return topics
 }
 
 /**

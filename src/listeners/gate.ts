@@ -9,6 +9,9 @@ export class ConnectionGate {
   readonly #max: number
   readonly #open = new Set<Socket>()
   #refused = 0
+  #accepted = 0
+  #closedBytesRead = 0
+  #closedBytesWritten = 0
   #closed = false
 
   constructor (maxConnections: number) {
@@ -17,6 +20,19 @@ export class ConnectionGate {
 
   get open (): number { return this.#open.size }
   get refused (): number { return this.#refused }
+  /** Sockets admitted since start. */
+  get accepted (): number { return this.#accepted }
+
+  /** Bytes received and sent on every socket since start, TLS and WebSocket framing included. */
+  bytes (): { received: number, sent: number } {
+    let received = this.#closedBytesRead
+    let sent = this.#closedBytesWritten
+    for (const s of this.#open) {
+      received += s.bytesRead
+      sent += s.bytesWritten
+    }
+    return { received, sent }
+  }
 
   /** Returns false, having destroyed the socket, when it may not proceed. */
   admit (socket: Socket): boolean {
@@ -25,8 +41,13 @@ export class ConnectionGate {
       socket.destroy()
       return false
     }
+    this.#accepted++
     this.#open.add(socket)
-    socket.once('close', () => this.#open.delete(socket))
+    socket.once('close', () => {
+      this.#open.delete(socket)
+      this.#closedBytesRead += socket.bytesRead
+      this.#closedBytesWritten += socket.bytesWritten
+    })
     return true
   }
 

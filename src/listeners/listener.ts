@@ -21,6 +21,8 @@ export interface BoundListener {
   readonly host: string
   readonly port: number
   readonly path?: string
+  /** Still accepting connections. */
+  readonly listening: boolean
   /** TLS listeners: use new certificate, key and CA for new connections (SIGHUP). */
   setTlsMaterial?(material: import('./certs.js').TlsMaterial): void
   /** Stop accepting; open connections are ended by the gate. */
@@ -52,6 +54,7 @@ export async function bind (server: Server, config: ListenerConfig, extra: Pick<
     type: config.type,
     host: config.host,
     port,
+    get listening () { return server.listening },
     ...extra,
     close: () => {
       closed ??= new Promise<void>(resolve => server.close(() => resolve()))

@@ -38,6 +38,8 @@ export interface EngineOptions {
   maxPacketSize: number
   publisher: Publisher
   logger: Logger
+  /** Called with each conversion's execution time, for metrics. */
+  onDuration?: (rule: string, ms: number) => void
 }
 
 /** Failures in a row that suspend a rule. */
@@ -54,6 +56,7 @@ export class RulesEngine {
   readonly #maxPacketSize: number
   readonly #publisher: Publisher
   readonly #logger: Logger
+  readonly #onDuration: ((rule: string, ms: number) => void) | undefined
   readonly #router = new Router()
   readonly #rules = new Map<string, RuleState>()
   readonly #host: RuleHost
@@ -68,6 +71,7 @@ export class RulesEngine {
     this.#maxPacketSize = options.maxPacketSize
     this.#publisher = options.publisher
     this.#logger = options.logger.child({ component: 'rules' })
+    this.#onDuration = options.onDuration
     this.#host = new RuleHost({ logger: this.#logger, onCrash: inFlight => this.#onHostCrash(inFlight) })
     this.#files = new RuleFiles(options.config.dir, changes => this.#apply(changes), this.#logger)
   }
@@ -128,7 +132,10 @@ export class RulesEngine {
   }
 
   #settle (rule: RuleState, input: Inbound, chain: readonly string[], result: HostResult, ms: number): void {
-    if (ms > 0) rule.recordDuration(ms)
+    if (ms > 0) {
+      rule.recordDuration(ms)
+      this.#onDuration?.(rule.name, ms)
+    }
     this.#consoleLines(rule, result.logs)
     this.#dirty.add(rule.name)
     if (result.kind === 'ok') {

@@ -51,6 +51,8 @@ describe('switchyard rule test', () => {
   test.each([1, 2, 3])('a memory bomb is reported and exits 1, never 139 (run %i)', async () => {
     const dir = tempDir()
     writeFileSync(path.join(dir, 'bomb.js'), BOMB)
+    // a generous timeout, so the bomb surely dies of memory, not of time (PITFALLS.md: a race)
+    writeFileSync(path.join(dir, 'switchyard.json'), JSON.stringify({ rules: { timeoutMs: 2000 } }))
     const result = await runCli(['rule', 'test', 'bomb.js', '--topic', 'x', '--payload', 'y'], dir)
     expect(result.stderr).toContain('memory: exceeded memoryLimitMb 32')
     expect(result.code).toBe(1)

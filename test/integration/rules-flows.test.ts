@@ -130,10 +130,10 @@ describe('the rule contract', () => {
 
   test('an output to $SYS/ is refused and counted as a failure', async () => {
     const { broker } = await startWithRules({
-      'sys.js': `export const topics = ['s']; export function convert () { return { topic: '$SYS/broker/uptime', payload: 'forged' } }`
+      'sys.js': `export const topics = ['s']; export function convert () { return { topic: '$SYS/forged/uptime', payload: 'forged' } }`
     })
     const spy = await connect(urlFor(broker))
-    await spy.subscribeAsync('$SYS/broker/#')
+    await spy.subscribeAsync('$SYS/forged/#')
     const pub = await connect(urlFor(broker))
     await pub.publishAsync('s', 'x')
     await until(() => rule(broker, 'sys').failed === 1, 'the failure')

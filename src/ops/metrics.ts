@@ -1,0 +1,109 @@
+/*
+ * Prometheus metrics through prom-client. Each broker has its own registry,
+ * so several brokers can share a process. Counters are read from the
+ * broker's own counters at scrape time; rule durations are a histogram fed
+ * as conversions finish.
+ */
+import client from 'prom-client'
+import type { Counters } from '../broker/aedes.js'
+import type { RuleStateView } from '../rules/state.js'
+
+export interface StatsSource {
+  counters(): Readonly<Counters>
+  connectedClients(): number
+  sockets(): { accepted: number, refused: number, open: number }
+  bytes(): { received: number, sent: number }
+  retained(): number
+  subscriptions(): number
+  rules(): RuleStateView[]
+}
+
+const QOS = ['0', '1', '2'] as const
+const RULE_COUNTERS = ['matched', 'outputs', 'dropped', 'failed', 'timeouts', 'memoryErrors', 'loopDropped', 'skipped', 'hostCrashes'] as const
+const snake = (s: string) => s.replace(/[A-Z]/g, c => '_' + c.toLowerCase())
+
+export class Metrics {
+  readonly registry = new client.Registry()
+  readonly #ruleDuration: client.Histogram<'rule'>
+
+  constructor (source: StatsSource) {
+    const r = this.registry
+    client.collectDefaultMetrics({ register: r, prefix: 'switchyard_' })
+
+    // A counter whose value we own: report the difference since the last scrape.
+    const counter = <L extends string>(name: string, help: string, labelNames: readonly L[], read: () => Array<[Partial<Record<L, string>>, number]>) => {
+      const seen = new Map<string, number>()
+      return new client.Counter({
+        name,
+        help,
+        labelNames,
+        registers: [r],
+        collect () {
+          for (const [labels, value] of read()) {
+            const key = JSON.stringify(labels)
+            const delta = value - (seen.get(key) ?? 0)
+            seen.set(key, value)
+            // inc by 0 too: a labelled series should exist, at 0, before its first event
+            if (delta >= 0) this.inc(labels as Partial<Record<L, string | number>>, delta)
+          }
+        }
+      })
+    }
+    const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[], read: () => Array<[Partial<Record<L, string>>, number]>) =>
+      new client.Gauge({
+        name,
+        help,
+        labelNames,
+        registers: [r],
+        collect () {
+          this.reset()
+          for (const [labels, value] of read()) this.set(labels as Partial<Record<L, string | number>>, value)
+        }
+      })
+
+    const c = () => source.counters()
+    gauge('switchyard_clients_connected', 'Clients connected now.', [], () => [[{}, source.connectedClients()]])
+    gauge('switchyard_connections_open', 'Network connections open now, MQTT or not.', [], () => [[{}, source.sockets().open]])
+    counter('switchyard_connections_total', 'Network connections accepted.', [], () => [[{}, source.sockets().accepted]])
+    counter('switchyard_connections_refused_total', 'Network connections refused by limits.maxConnections.', [], () => [[{}, source.sockets().refused]])
+    counter('switchyard_messages_received_total', 'PUBLISH packets received from clients, by QoS.', ['qos'], () => QOS.map(q => [{ qos: q }, c().publishReceived[Number(q)]!]))
+    counter('switchyard_messages_sent_total', 'PUBLISH packets sent to clients, by the message QoS.', ['qos'], () => QOS.map(q => [{ qos: q }, c().publishSent[Number(q)]!]))
+    counter('switchyard_bytes_received_total', 'Bytes received on all connections.', [], () => [[{}, source.bytes().received]])
+    counter('switchyard_bytes_sent_total', 'Bytes sent on all connections.', [], () => [[{}, source.bytes().sent]])
+    counter('switchyard_payload_bytes_received_total', 'PUBLISH payload bytes received.', [], () => [[{}, c().publishBytesReceived]])
+    counter('switchyard_payload_bytes_sent_total', 'PUBLISH payload bytes sent.', [], () => [[{}, c().publishBytesSent]])
+    gauge('switchyard_retained_messages', 'Retained messages stored (outside $SYS/).', [], () => [[{}, source.retained()]])
+    gauge('switchyard_subscriptions', 'Subscriptions of the connected clients.', [], () => [[{}, source.subscriptions()]])
+    counter('switchyard_messages_dropped_total', 'Messages dropped, by reason: queue_full (limits.maxQueuedMessages), denied (publish not allowed).', ['reason'], () => [
+      [{ reason: 'queue_full' }, c().queueDropped], [{ reason: 'denied' }, c().deniedPublishes]
+    ])
+    counter('switchyard_subscriptions_denied_total', 'Subscriptions refused by the ACL.', [], () => [[{}, c().deniedSubscriptions]])
+    counter('switchyard_auth_failures_total', 'CONNECTs refused for credentials or anonymity.', [], () => [[{}, c().authFailures]])
+    counter('switchyard_oversized_packets_total', 'Connections closed for a packet over limits.maxPacketSize.', [], () => [[{}, c().oversizedPackets]])
+    counter('switchyard_protocol_errors_total', 'Connections closed for malformed input before CONNECT completed.', [], () => [[{}, c().protocolErrors]])
+
+    for (const name of RULE_COUNTERS) {
+      counter(`switchyard_rule_${snake(name)}_total`, `Rule counter "${name}" (docs/rules.md), by rule.`, ['rule'], () => source.rules().map(rule => [{ rule: rule.name }, rule[name]]))
+    }
+    gauge('switchyard_rule_status', 'Rule status: 1 for the current one.', ['rule', 'status'], () => source.rules().map(rule => [{ rule: rule.name, status: rule.status }, 1]))
+    this.#ruleDuration = new client.Histogram({
+      name: 'switchyard_rule_duration_seconds',
+      help: 'Execution time of one conversion, by rule.',
+      labelNames: ['rule'],
+      buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
+      registers: [r]
+    })
+  }
+
+  observeRule (rule: string, ms: number): void {
+    this.#ruleDuration.observe({ rule }, ms / 1000)
+  }
+
+  text (): Promise<string> {
+    return this.registry.metrics()
+  }
+
+  get contentType (): string {
+    return this.registry.contentType
+  }
+}
