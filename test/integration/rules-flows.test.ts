@@ -108,11 +108,12 @@ describe('the rule contract', () => {
     await pub.publishAsync('forms/x', 'none')
     await pub.publishAsync('forms/x', 'go')
     const msgs = await inbox(app).waitFor(4)
-    expect(msgs.map(m => [m.topic, m.packet.payload.toString('hex'), m.qos])).toEqual([
-      ['o/string', Buffer.from('plain text').toString('hex'), 0],
+    // Sorted: MQTT.js hands a QoS 2 message over only at PUBREL, so QoS 0 ones may overtake it.
+    expect(msgs.map(m => [m.topic, m.packet.payload.toString('hex'), m.qos]).sort()).toEqual([
       ['o/bytes', '00ff', 0],
       ['o/json', Buffer.from('{"a":[1,2]}').toString('hex'), 2],
-      ['o/number', Buffer.from('42').toString('hex'), 0]
+      ['o/number', Buffer.from('42').toString('hex'), 0],
+      ['o/string', Buffer.from('plain text').toString('hex'), 0]
     ])
     expect(rule(broker, 'forms')).toMatchObject({ matched: 2, outputs: 4, dropped: 1, failed: 0 })
   })

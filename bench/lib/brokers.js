@@ -1,0 +1,138 @@
+// The brokers under test, each started in its own process, and what /proc
+// says about their CPU time and memory.
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim()) || 100
+
+export function hasMosquitto () {
+  return spawnSync('sh', ['-c', 'command -v mosquitto']).status === 0
+}
+
+export async function freePort () {
+  const server = net.createServer().listen(0, '127.0.0.1')
+  await new Promise(resolve => server.once('listening', resolve))
+  const { port } = server.address()
+  await new Promise(resolve => server.close(resolve))
+  return port
+}
+
+/** Definitions: how to start each broker. `rules` is a map of file name to source (Switchyard only). */
+export const BROKERS = {
+  'switchyard-memory': { label: 'Switchyard (memory)', start: (o) => switchyard('memory', o) },
+  'switchyard-level': { label: 'Switchyard (level)', start: (o) => switchyard('level', o) },
+  'aedes-memory': { label: 'Aedes (memory)', start: (o) => node([path.join(ROOT, 'bench/aedes-server.js'), String(o.port), 'memory'], o) },
+  'aedes-level': { label: 'Aedes (level)', start: (o) => node([path.join(ROOT, 'bench/aedes-server.js'), String(o.port), 'level', path.join(o.dir, 'data')], o) },
+  mosquitto: { label: 'Mosquitto', start: (o) => mosquitto(o) }
+}
+
+function switchyard (persistence, o) {
+  const rulesDir = path.join(o.dir, 'rules')
+  mkdirSync(rulesDir, { recursive: true })
+  for (const [name, source] of Object.entries(o.rules ?? {})) writeFileSync(path.join(rulesDir, name), source)
+  const config = {
+    listeners: [{ type: 'tcp', port: o.port }],
+    persistence: persistence === 'level' ? { type: 'level', path: path.join(o.dir, 'data') } : { type: 'memory' },
+    // warn: the per-connection info lines would cost the 10k-connection scenario
+    log: { level: 'warn' },
+    limits: { maxConnections: 19_000 },
+    rules: { dir: rulesDir }
+  }
+  const file = path.join(o.dir, 'switchyard.json')
+  writeFileSync(file, JSON.stringify(config))
+  // ready when the port accepts: at log level warn there is no "listening" line
+  return node([path.join(ROOT, 'bin/switchyard.js'), 'start', '--config', file], o, null)
+}
+
+function mosquitto (o) {
+  const conf = path.join(o.dir, 'mosquitto.conf')
+  writeFileSync(conf, `listener ${o.port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nmax_connections -1\n`)
+  return proc('mosquitto', ['-c', conf], o, null)
+}
+
+function node (args, o, ready = line => line.includes('listening on')) {
+  return proc(process.execPath, ['--no-node-snapshot', ...args], o, ready)
+}
+
+/** Starts a process and resolves once it accepts TCP connections on o.port (and printed `ready`, if given). */
+async function proc (cmd, args, o, ready) {
+  const child = spawn(cmd, args, { cwd: o.dir, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout.on('data', d => { output += d })
+  child.stderr.on('data', d => { output += d })
+  const startedAt = performance.now()
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${cmd} exited: ${output}`)
+    if (Date.now() > deadline) throw new Error(`${cmd} did not start: ${output}`)
+    if ((!ready || output.split('\n').some(ready)) && await accepts(o.port)) break
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+  return {
+    pid: child.pid,
+    startupMs: performance.now() - startedAt,
+    output: () => output,
+    async stop () {
+      if (child.exitCode !== null) return
+      child.kill('SIGTERM')
+      await Promise.race([new Promise(resolve => child.once('exit', resolve)), new Promise(resolve => setTimeout(resolve, 5000))])
+      if (child.exitCode === null) child.kill('SIGKILL')
+    }
+  }
+}
+
+function accepts (port) {
+  return new Promise(resolve => {
+    const s = net.connect(port, '127.0.0.1')
+    s.once('connect', () => { s.destroy(); resolve(true) })
+    s.once('error', () => resolve(false))
+  })
+}
+
+/** CPU time in µs of a process and its children (the rule host), from /proc. */
+export function cpuMicros (pid) {
+  let total = 0
+  for (const p of [pid, ...children(pid)]) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      total += (Number(fields[11]) + Number(fields[12])) * 1e6 / CLK_TCK // utime, stime
+    } catch { /* exited */ }
+  }
+  return total
+}
+
+/** Peak resident memory in bytes (VmHWM) of a process and its children. */
+export function peakRss (pid) {
+  return [pid, ...children(pid)].reduce((sum, p) => sum + status(p, 'VmHWM'), 0)
+}
+
+export function rss (pid) {
+  return [pid, ...children(pid)].reduce((sum, p) => sum + status(p, 'VmRSS'), 0)
+}
+
+function status (pid, key) {
+  try {
+    const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find(l => l.startsWith(key + ':'))
+    return Number(line.split(/\s+/)[1]) * 1024
+  } catch { return 0 }
+}
+
+function children (pid) {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap(t => readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number))
+  } catch { return [] }
+}
+
+export function tempDir () {
+  return mkdtempSync(path.join(os.tmpdir(), 'switchyard-bench-'))
+}
+
+export function removeDir (dir) {
+  rmSync(dir, { recursive: true, force: true })
+}

@@ -1,0 +1,236 @@
+// npm run bench [-- --quick] [--only=qos0,fanout] [--brokers=switchyard-memory,aedes-memory]
+//
+// Runs every scenario against each broker in turn, in one run on this
+// machine, then prints a table of ratios (Switchyard / Aedes, Switchyard /
+// Mosquitto). Absolute numbers are printed too, but only the ratios mean
+// much on a noisy machine. Never part of `npm test`.
+import { spawnSync } from 'node:child_process'
+import { Worker } from 'node:worker_threads'
+import { BROKERS, cpuMicros, freePort, hasMosquitto, peakRss, removeDir, rss, tempDir } from './lib/brokers.js'
+
+const args = process.argv.slice(2)
+const quick = args.includes('--quick')
+const only = args.find(a => a.startsWith('--only='))?.slice(7).split(',')
+const brokerArg = args.find(a => a.startsWith('--brokers='))?.slice(10).split(',')
+const WORKER = new URL('./lib/worker.js', import.meta.url)
+
+const CONVERTER = `export const topics = ['tb/mqtt-integration-tutorial/sensors/+/temperature']
+export function convert (msg) {
+  const device = msg.topic.split('/')[3]
+  const r = JSON.parse(msg.payload)
+  return { topic: 'devices/' + device + '/telemetry', payload: { temperature: r.value, seq: r.seq, p: r.p, ts: r.ts } }
+}`
+const siteRule = i => `export const topics = ['site/${i}/+/temperature']
+export function convert (msg) {
+  const r = JSON.parse(msg.payload)
+  return { topic: 'out/${i}', payload: { temperature: r.value, seq: r.seq, p: r.p, ts: r.ts } }
+}`
+const thousandRules = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`site${i}.js`, siteRule(i)]))
+const hundredRules = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`site${i}.js`, siteRule(i)]))
+
+const n = (full, small) => quick ? small : full
+const ALL = ['switchyard-memory', 'switchyard-level', 'aedes-memory', 'aedes-level', 'mosquitto']
+const PLAIN = ['switchyard-memory', 'aedes-memory', 'mosquitto']
+const OURS = ['switchyard-memory']
+
+/** Each scenario: which brokers, what load. `baseline` names the scenario its ratio to Switchyard is taken against. */
+const SCENARIOS = [
+  { id: 'qos0', title: 'QoS 0, 1 → 1', brokers: ALL, flow: { qos: 0, pubs: 1, subs: 1, perPub: n(200_000, 40_000) } },
+  { id: 'qos1', title: 'QoS 1, 1 → 1', brokers: ALL, flow: { qos: 1, pubs: 1, subs: 1, perPub: n(50_000, 10_000) } },
+  { id: 'qos2', title: 'QoS 2, 1 → 1', brokers: ALL, flow: { qos: 2, pubs: 1, subs: 1, perPub: n(20_000, 5_000) } },
+  { id: 'fanin', title: 'fan-in, 50 → 1, QoS 0', brokers: PLAIN, flow: { qos: 0, pubs: 50, subs: 1, perPub: n(4_000, 1_000) } },
+  { id: 'fanout', title: 'fan-out, 1 → 50, QoS 0', brokers: PLAIN, flow: { qos: 0, pubs: 1, subs: 50, perPub: n(4_000, 1_000) } },
+  { id: 'latency', title: 'latency at 5,000 msg/s, QoS 0', brokers: PLAIN, flow: { qos: 0, pubs: 1, subs: 1, rate: 5000, seconds: n(5, 2) } },
+  { id: 'rule', title: 'one converter rule on every message', brokers: OURS, baseline: 'qos0', flow: { qos: 0, pubs: 1, subs: 1, perPub: n(60_000, 15_000), json: true, rules: { 'uplink.js': CONVERTER } } },
+  { id: 'rule-latency', title: 'latency at 5,000 msg/s through the rule', brokers: OURS, flow: { qos: 0, pubs: 1, subs: 1, rate: 5000, seconds: n(5, 2), json: true, rules: { 'uplink.js': CONVERTER } } },
+  { id: 'rules1000-none', title: '1,000 rules, none matching', brokers: OURS, baseline: 'qos0', flow: { qos: 0, pubs: 1, subs: 1, perPub: n(200_000, 40_000), rules: thousandRules } },
+  { id: 'rules1000-one', title: '1,000 rules, one matching each message', brokers: OURS, baseline: 'rule', flow: { qos: 0, pubs: 1, subs: 1, perPub: n(60_000, 15_000), json: true, rules: thousandRules, topic: 'site/537/SN-{id}/temperature', filter: 'out/#' } },
+  { id: 'idle', title: `${quick ? '2,000' : '10,000'} idle connections`, brokers: PLAIN, idle: n(10_000, 2_000) },
+  { id: 'startup', title: 'start-up with 100 rules', brokers: OURS, startup: hundredRules }
+]
+
+function ensureMosquitto () {
+  if (hasMosquitto()) return true
+  if (process.getuid?.() === 0 && spawnSync('sh', ['-c', 'command -v apt-get']).status === 0) {
+    console.log('# Mosquitto is not installed: installing the Debian package (apt-get install mosquitto)')
+    spawnSync('sh', ['-c', 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null 2>&1)'], { stdio: 'inherit' })
+  }
+  if (hasMosquitto()) return true
+  console.log('# Mosquitto is not installed and could not be installed here: skipping it (apt-get install mosquitto)')
+  return false
+}
+
+function startWorker (data) {
+  const w = new Worker(WORKER, { workerData: data })
+  const queue = []
+  const waiters = []
+  w.on('message', m => {
+    if (m.type === 'error') console.error(`# worker error: ${m.message}`)
+    const waiter = waiters.shift()
+    if (waiter) waiter(m)
+    else queue.push(m)
+  })
+  w.on('error', err => console.error(`# worker crashed: ${err.message}`))
+  return { worker: w, next: () => queue.length ? Promise.resolve(queue.shift()) : new Promise(resolve => waiters.push(resolve)) }
+}
+
+function percentile (sorted, q) {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]
+}
+
+async function runFlow (brokerKey, flow) {
+  const dir = tempDir()
+  const port = await freePort()
+  const broker = await BROKERS[brokerKey].start({ port, dir, rules: flow.rules })
+  try {
+    const payload = flow.json ? 'json' : 'binary'
+    const topic = flow.topic ?? (flow.json ? 'tb/mqtt-integration-tutorial/sensors/SN-{id}/temperature' : 'bench/{id}/t')
+    const filter = flow.filter ?? (flow.json ? 'devices/+/telemetry' : 'bench/+/t')
+    const sub = startWorker({ role: 'subscribers', port, connections: flow.subs, filter, qos: flow.qos, payload })
+    await sub.next()
+    const pub = startWorker({ role: 'publishers', port, connections: flow.pubs, topic, qos: flow.qos, perConnection: flow.perPub ?? 0, payload, rate: flow.rate ?? 0, seconds: flow.seconds ?? 0 })
+    await pub.next()
+    if (!flow.rate) sub.worker.postMessage({ type: 'expect', perSubscriber: flow.pubs * flow.perPub })
+    const cpu0 = cpuMicros(broker.pid)
+    pub.worker.postMessage({ type: 'go' })
+    const sent = await pub.next()
+    if (flow.rate) sub.worker.postMessage({ type: 'expect', perSubscriber: sent.sent })
+    sub.worker.postMessage({ type: 'finish', graceMs: 3000 })
+    const done = await sub.next()
+    const cpu = cpuMicros(broker.pid) - cpu0
+    const peak = peakRss(broker.pid)
+    pub.worker.postMessage({ type: 'close' })
+    await pub.next()
+    await Promise.all([pub.worker.terminate(), sub.worker.terminate()])
+    const latencies = done.latencies.sort()
+    const seconds = (done.last - done.first) / 1000
+    return {
+      delivered: done.unique,
+      msgPerSec: flow.rate ? done.unique / (flow.seconds) : done.unique / seconds,
+      p50: percentile(latencies, 0.5),
+      p99: percentile(latencies, 0.99),
+      max: latencies[latencies.length - 1],
+      lost: done.lost,
+      duplicates: done.duplicates,
+      outOfOrder: done.outOfOrder,
+      cpuPerMsg: cpu / Math.max(1, done.received),
+      peakRss: peak
+    }
+  } finally {
+    await broker.stop()
+    removeDir(dir)
+  }
+}
+
+async function runIdle (brokerKey, connections) {
+  const dir = tempDir()
+  const port = await freePort()
+  const broker = await BROKERS[brokerKey].start({ port, dir })
+  try {
+    const before = rss(broker.pid)
+    const w = startWorker({ role: 'idle', port, connections })
+    const result = await w.next()
+    if (result.type !== 'connected') throw new Error(result.message ?? 'idle connections failed')
+    await new Promise(resolve => setTimeout(resolve, 1000))
+    const after = rss(broker.pid)
+    w.worker.postMessage({ type: 'close' })
+    await w.next()
+    await w.worker.terminate()
+    return { connectRate: result.connections / result.seconds, rssPerConnection: (after - before) / result.connections, peakRss: peakRss(broker.pid) }
+  } finally {
+    await broker.stop()
+    removeDir(dir)
+  }
+}
+
+async function runStartup (brokerKey, rules) {
+  const times = { none: [], rules: [] }
+  for (let i = 0; i < 3; i++) {
+    for (const [key, set] of [['none', undefined], ['rules', rules]]) {
+      const dir = tempDir()
+      const broker = await BROKERS[brokerKey].start({ port: await freePort(), dir, rules: set })
+      times[key].push(broker.startupMs)
+      await broker.stop()
+      removeDir(dir)
+    }
+  }
+  const median = a => a.sort((x, y) => x - y)[1]
+  return { startupMs: median(times.none), startupWithRulesMs: median(times.rules) }
+}
+
+const fmt = {
+  rate: v => Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : '-',
+  ms: v => Number.isFinite(v) ? v.toFixed(2) : '-',
+  us: v => Number.isFinite(v) ? v.toFixed(1) : '-',
+  mb: v => Number.isFinite(v) ? (v / 1048576).toFixed(0) : '-',
+  kb: v => Number.isFinite(v) ? (v / 1024).toFixed(1) : '-',
+  ratio: v => Number.isFinite(v) ? v.toFixed(2) + '×' : '-'
+}
+
+async function main () {
+  const withMosquitto = (!brokerArg || brokerArg.includes('mosquitto')) && ensureMosquitto()
+  const results = {}
+  const started = Date.now()
+  console.log(`# switchyard bench${quick ? ' --quick' : ''}, ${new Date().toISOString()}, node ${process.version}, ${(await import('node:os')).cpus().length} cores`)
+  for (const scenario of SCENARIOS) {
+    if (only && !only.includes(scenario.id)) continue
+    results[scenario.id] = {}
+    for (const key of scenario.brokers) {
+      if (brokerArg && !brokerArg.includes(key)) continue
+      if (key === 'mosquitto' && !withMosquitto) continue
+      let r
+      try {
+        if (scenario.idle) r = await runIdle(key, scenario.idle)
+        else if (scenario.startup) r = await runStartup(key, scenario.startup)
+        else r = await runFlow(key, scenario.flow)
+      } catch (err) {
+        console.log(`${scenario.id.padEnd(15)} ${BROKERS[key].label.padEnd(20)} FAILED: ${err.message.split('\n')[0]}`)
+        continue
+      }
+      results[scenario.id][key] = r
+      console.log(`${scenario.id.padEnd(15)} ${BROKERS[key].label.padEnd(20)} ${line(r)}`)
+    }
+  }
+  console.log(`# ${((Date.now() - started) / 1000).toFixed(0)} s\n`)
+  console.log(table(results))
+}
+
+function line (r) {
+  if (r.connectRate !== undefined) return `${fmt.rate(r.connectRate)} conn/s, ${fmt.kb(r.rssPerConnection)} KiB RSS/conn, peak RSS ${fmt.mb(r.peakRss)} MiB`
+  if (r.startupMs !== undefined) return `start-up ${fmt.ms(r.startupMs)} ms, with 100 rules ${fmt.ms(r.startupWithRulesMs)} ms`
+  return `${fmt.rate(r.msgPerSec)} msg/s, p50 ${fmt.ms(r.p50)} ms, p99 ${fmt.ms(r.p99)} ms, max ${fmt.ms(r.max)} ms, ` +
+    `lost ${r.lost}, dup ${r.duplicates}, out-of-order ${r.outOfOrder}, CPU ${fmt.us(r.cpuPerMsg)} µs/msg, peak RSS ${fmt.mb(r.peakRss)} MiB`
+}
+
+function table (results) {
+  const rows = ['| scenario | Switchyard msg/s | ÷ Aedes | ÷ Mosquitto | Switchyard CPU µs/msg | ÷ Aedes | ÷ Mosquitto | p99 ms (S / A / M) | lost, dup, ooo |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+  for (const s of SCENARIOS) {
+    const r = results[s.id]
+    if (!r) continue
+    const sy = r['switchyard-memory']
+    const a = r['aedes-memory']
+    const m = r.mosquitto
+    if (s.idle) {
+      rows.push(`| ${s.title} | ${fmt.rate(sy?.connectRate)} conn/s | ${fmt.ratio(sy?.connectRate / a?.connectRate)} | ${fmt.ratio(sy?.connectRate / m?.connectRate)} | ${fmt.kb(sy?.rssPerConnection)} KiB RSS/conn | ${fmt.ratio(sy?.rssPerConnection / a?.rssPerConnection)} | ${fmt.ratio(sy?.rssPerConnection / m?.rssPerConnection)} | | |`)
+      continue
+    }
+    if (s.startup) {
+      rows.push(`| ${s.title} | start-up ${fmt.ms(sy?.startupWithRulesMs)} ms (${fmt.ms(sy?.startupMs)} ms without rules) | | | | | | | |`)
+      continue
+    }
+    const base = s.baseline ? results[s.baseline]?.['switchyard-memory'] : undefined
+    const vsA = s.baseline ? `${fmt.ratio(sy?.msgPerSec / base?.msgPerSec)} of ${s.baseline}` : fmt.ratio(sy?.msgPerSec / a?.msgPerSec)
+    const cpuVsA = s.baseline ? `${fmt.ratio(sy?.cpuPerMsg / base?.cpuPerMsg)} of ${s.baseline}` : fmt.ratio(sy?.cpuPerMsg / a?.cpuPerMsg)
+    rows.push(`| ${s.title} | ${fmt.rate(sy?.msgPerSec)} | ${vsA} | ${s.baseline ? '' : fmt.ratio(sy?.msgPerSec / m?.msgPerSec)} | ${fmt.us(sy?.cpuPerMsg)} | ${cpuVsA} | ${s.baseline ? '' : fmt.ratio(sy?.cpuPerMsg / m?.cpuPerMsg)} | ${fmt.ms(sy?.p99)} / ${fmt.ms(a?.p99)} / ${fmt.ms(m?.p99)} | ${sy ? `${sy.lost}, ${sy.duplicates}, ${sy.outOfOrder}` : '-'} |`)
+  }
+  const level = results.qos1?.['switchyard-level']
+  const aLevel = results.qos1?.['aedes-level']
+  if (level && aLevel) rows.push(`| QoS 1 with LevelDB (level / level) | ${fmt.rate(level.msgPerSec)} | ${fmt.ratio(level.msgPerSec / aLevel.msgPerSec)} | | ${fmt.us(level.cpuPerMsg)} | ${fmt.ratio(level.cpuPerMsg / aLevel.cpuPerMsg)} | | ${fmt.ms(level.p99)} / ${fmt.ms(aLevel.p99)} / - | ${level.lost}, ${level.duplicates}, ${level.outOfOrder} |`)
+  return rows.join('\n')
+}
+
+main().then(() => process.exit(0), err => {
+  console.error(err)
+  process.exit(1)
+})
