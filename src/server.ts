@@ -105,7 +105,8 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
     maxPacketSize: cfg.limits.maxPacketSize,
     publisher: core,
     logger,
-    onDuration: (rule, ms) => metrics?.observeRule(rule, ms)
+    onDuration: (rule, ms) => metrics?.observeRule(rule, ms),
+    flow: core
   })
   const stats: SysSource = {
     counters: () => core.counters,

@@ -82,6 +82,9 @@ export interface BrokerCore {
   clients(): ClientInfo[]
   /** Subscriptions of the connected clients. */
   subscriptionCount(): number
+  /** Stop reading from a client (flow control: TCP then slows its sender); resume() undoes it. */
+  pause(clientId: string): void
+  resume(clientId: string): void
   /** Serve one connection. `remote` is the peer address; `identity` the client certificate's CN, on a useIdentityAsUsername listener. */
   handle(stream: Duplex, remote: string, identity?: string): void
   publish(message: PublishInput): Promise<void>
@@ -123,6 +126,7 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
     maxConnected: 0
   }
   const connectedAt = new WeakMap<Client, Date>()
+  const held = new WeakSet<Duplex>()
   const disconnectReasons = new WeakMap<Client, string>()
   // Aedes 1.2 does not keep the username on the client (PITFALLS.md).
   const usernames = new WeakMap<Client, string | null>()
@@ -279,6 +283,22 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
       })
     },
 
+    // Not Aedes's client.pause(): its read loop returns before counting the
+    // packets in flight, so resume() never restarts it. Instead the stream's
+    // read() yields nothing while held; Node's buffer fills, the socket stops
+    // reading, and TCP slows the sender.
+    pause (clientId) {
+      const client = (aedes as unknown as AedesInternals).clients[clientId]
+      if (client) held.add((client as unknown as { conn: Duplex }).conn)
+    },
+
+    resume (clientId) {
+      const client = (aedes as unknown as AedesInternals).clients[clientId]
+      if (!client) return
+      held.delete((client as unknown as { conn: Duplex }).conn)
+      ;(client as unknown as { _nextBatch(): void })._nextBatch()
+    },
+
     subscriptionCount () {
       let n = 0
       for (const c of Object.values((aedes as unknown as AedesInternals).clients)) n += Object.keys((c as unknown as { subscriptions: object }).subscriptions).length
@@ -287,6 +307,7 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
 
     handle (stream, remote, identity) {
       coalesceWrites(stream)
+      holdable(stream, held)
       const client = aedes.handle(stream)
       remotes.set(client, remote)
       if (identity !== undefined) identities.set(client, identity)
@@ -336,7 +357,7 @@ async function waitForDrain (mq: { length: number, current: number }): Promise<v
 }
 
 interface AedesInternals {
-  clients: Record<string, { pause(): void }>  // Client, with the parts its types leave out
+  clients: Record<string, { pause(): void, resume(): void }>  // Client, with the parts its types leave out
   mq: { length: number, current: number }
 }
 
@@ -394,6 +415,14 @@ function coalesceWrites (stream: Duplex): void {
     }
     return write.apply(this, args)
   } as Duplex['write']
+}
+
+/** While `stream` is in `held`, read() returns nothing: see pause(). */
+function holdable (stream: Duplex, held: WeakSet<Duplex>): void {
+  const read = stream.read
+  stream.read = function (this: Duplex, size?: number) {
+    return held.has(stream) ? null : read.call(this, size)
+  } as Duplex['read']
 }
 
 function varintBytes (n: number): number {

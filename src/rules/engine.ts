@@ -40,13 +40,22 @@ export interface EngineOptions {
   logger: Logger
   /** Called with each conversion's execution time, for metrics. */
   onDuration?: (rule: string, ms: number) => void
+  /** Flow control: stop and restart reading from a publishing client. */
+  flow?: { pause(clientId: string): void, resume(clientId: string): void }
 }
 
 /** Failures in a row that suspend a rule. */
 const SUSPEND_AFTER = 5
 const FIRST_BACKOFF_MS = 1000
 const MAX_BACKOFF_MS = 60_000
-/** Conversions waiting for one rule before new matches are skipped. */
+/**
+ * Flow control: when this many conversions wait for one rule, the clients
+ * feeding it are paused (TCP slows them down) until the backlog is down to
+ * RESUME_BELOW. Only sources that cannot be paused (broker.publish(), rule
+ * outputs) can reach MAX_PENDING_PER_RULE, beyond which matches are skipped.
+ */
+const PAUSE_ABOVE = 2_000
+const RESUME_BELOW = 500
 const MAX_PENDING_PER_RULE = 10_000
 const STATUS_INTERVAL_MS = 1000
 export const STATUS_PREFIX = '$SYS/switchyard/rules/'
@@ -57,6 +66,9 @@ export class RulesEngine {
   readonly #publisher: Publisher
   readonly #logger: Logger
   readonly #onDuration: ((rule: string, ms: number) => void) | undefined
+  readonly #flow: EngineOptions['flow']
+  /** How many rules hold each paused client. */
+  readonly #pausedBy = new Map<string, number>()
   readonly #router = new Router()
   readonly #rules = new Map<string, RuleState>()
   readonly #host: RuleHost
@@ -72,6 +84,7 @@ export class RulesEngine {
     this.#publisher = options.publisher
     this.#logger = options.logger.child({ component: 'rules' })
     this.#onDuration = options.onDuration
+    this.#flow = options.flow
     this.#host = new RuleHost({ logger: this.#logger, onCrash: inFlight => this.#onHostCrash(inFlight) })
     this.#files = new RuleFiles(options.config.dir, changes => this.#apply(changes), this.#logger)
   }
@@ -119,12 +132,34 @@ export class RulesEngine {
       }
       input ??= toRuleMessage(message)
       this.#host.convert(name, input, (result, ms) => this.#settle(rule, message, chain, result, ms))
+      if (message.clientId !== null && chain.length === 0 && this.#host.inflight(name) >= PAUSE_ABOVE) this.#hold(rule, message.clientId)
     }
+  }
+
+  #hold (rule: RuleState, clientId: string): void {
+    if (!this.#flow || rule.holding.has(clientId)) return
+    rule.holding.add(clientId)
+    const n = (this.#pausedBy.get(clientId) ?? 0) + 1
+    this.#pausedBy.set(clientId, n)
+    if (n === 1) this.#flow.pause(clientId)
+  }
+
+  #release (rule: RuleState): void {
+    for (const clientId of rule.holding) {
+      const n = (this.#pausedBy.get(clientId) ?? 1) - 1
+      if (n > 0) this.#pausedBy.set(clientId, n)
+      else {
+        this.#pausedBy.delete(clientId)
+        this.#flow?.resume(clientId)
+      }
+    }
+    rule.holding.clear()
   }
 
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    for (const rule of this.#rules.values()) this.#release(rule)
     clearInterval(this.#statusTimer)
     this.#files.close()
     await this.#host.close()
@@ -132,6 +167,7 @@ export class RulesEngine {
   }
 
   #settle (rule: RuleState, input: Inbound, chain: readonly string[], result: HostResult, ms: number): void {
+    if (rule.holding.size > 0 && this.#host.inflight(rule.name) <= RESUME_BELOW) this.#release(rule)
     if (ms > 0) {
       rule.recordDuration(ms)
       this.#onDuration?.(rule.name, ms)
@@ -157,17 +193,29 @@ export class RulesEngine {
   #emit (rule: RuleState, input: Inbound, chain: readonly string[], output: RawOutput): void {
     rule.counters.outputs++
     const message = resolveOutput(output, rule.meta?.qos, input.qos)
-    rule.publishTail = rule.publishTail.then(async () => {
-      try {
-        await this.#publisher.publish(message)
-      } catch (err) {
-        this.#logger.warn({ rule: rule.name, topic: message.topic, err: (err as Error).message }, 'rule output could not be published')
-        return
-      }
+    const next = () => {
       const payload = typeof message.payload === 'string' ? Buffer.from(message.payload) : Buffer.from(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength)
       // Outputs go through the rules again: chains, such as telemetry feeding an alert rule.
       this.route({ ...message, payload, clientId: input.clientId, username: input.username }, [...chain, rule.name])
+    }
+    const published = (p: Promise<void>) => p.catch(err => {
+      this.#logger.warn({ rule: rule.name, topic: message.topic, err: (err as Error).message }, 'rule output could not be published')
     })
+    // Outputs keep the order of their inputs. A QoS 0, non-retained publish
+    // is dispatched by Aedes in call order, so it goes at once; one that
+    // waits on storage (retain, QoS 1/2) could be overtaken, so it and all
+    // that follow it wait for the one before. (Waiting for every publish
+    // held a rule to one output per event-loop turn: ~30k/s.)
+    if (rule.waiting === 0 && message.qos === 0 && !message.retain) {
+      rule.publishTail = published(this.#publisher.publish(message))
+      next()
+      return
+    }
+    rule.waiting++
+    rule.publishTail = rule.publishTail
+      .then(() => published(this.#publisher.publish(message)))
+      .then(next)
+      .finally(() => { rule.waiting-- })
   }
 
   #fail (rule: RuleState, input: Inbound, counter: 'failed' | 'timeouts' | 'memoryErrors' | 'hostCrashes', error: string): void {
@@ -211,6 +259,7 @@ export class RulesEngine {
       if (!rule) return
       this.#router.delete(name)
       this.#rules.delete(name)
+      this.#release(rule)
       this.#host.unload(name)
       this.#logger.info({ rule: name }, 'rule removed')
       // Clear the retained status.

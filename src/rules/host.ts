@@ -24,6 +24,8 @@ interface Slot {
   running: boolean
   /** A replaced sandbox still running its last job. */
   retired: RuleSandbox | undefined
+  /** Messages left to convert one at a time, after a memory error in a batch. */
+  cautious: number
 }
 
 const slots = new Map<string, Slot>()
@@ -70,7 +72,7 @@ async function load (id: number, name: string, source: string, max: Limits): Pro
     else slot.sandbox?.dispose()
     Object.assign(slot, { source, limits, sandbox, broken: undefined })
   } else {
-    slots.set(name, { name, source, limits, sandbox, broken: undefined, queue: [], running: false, retired: undefined })
+    slots.set(name, { name, source, limits, sandbox, broken: undefined, queue: [], running: false, retired: undefined, cautious: 0 })
   }
   send({ t: 'loaded', id, ok: true, meta: checked.meta })
 }
@@ -85,11 +87,12 @@ function unload (name: string): void {
   else slot.sandbox?.dispose()
 }
 
+const MAX_BATCH = 256
+
 async function pump (slot: Slot): Promise<void> {
   if (slot.running) return
   slot.running = true
   while (slot.queue.length > 0) {
-    const job = slot.queue.shift()!
     if (slot.sandbox === undefined || slot.sandbox.disposed) {
       try {
         slot.sandbox = await RuleSandbox.create(slot.name, slot.source, slot.limits, catastrophe)
@@ -100,12 +103,26 @@ async function pump (slot: Slot): Promise<void> {
       }
     }
     if (slot.sandbox === undefined) {
+      const job = slot.queue.shift()!
       reply(job.id, slot.name, 0, { kind: 'error', error: slot.broken ?? 'rule is not loaded', logs: [] })
       continue
     }
+    // After a memory error, go one message at a time until the culprit is
+    // found: the rest of a failed batch is converted again in a new isolate.
+    const jobs = slot.queue.splice(0, slot.cautious > 0 ? 1 : MAX_BATCH)
     const started = process.hrtime.bigint()
-    const result = await slot.sandbox.convert(job.msg)
-    reply(job.id, slot.name, Number(process.hrtime.bigint() - started) / 1e6, result)
+    const results = await slot.sandbox.convertBatch(jobs.map(j => j.msg))
+    // Times are per call, shared evenly by its messages.
+    const ms = Number(process.hrtime.bigint() - started) / 1e6 / Math.max(1, results.length)
+    results.forEach((result, i) => reply(jobs[i]!.id, slot.name, ms, result))
+    if (results.length < jobs.length) {
+      // The isolate died of memory mid-batch: what did not finish goes back
+      // first, to be converted one at a time in a new isolate.
+      slot.queue.unshift(...jobs.slice(results.length))
+      slot.cautious = jobs.length - results.length
+    } else {
+      slot.cautious = Math.max(0, slot.cautious - jobs.length)
+    }
     if (slot.retired) { slot.retired.dispose(); slot.retired = undefined }
   }
   slot.running = false

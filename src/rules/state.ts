@@ -60,8 +60,12 @@ export class RuleState {
   readonly #durations = new Float64Array(DURATIONS)
   #durationCount = 0
   readonly lastErrors: RuleError[] = []
-  /** Outputs are published one after another, so they keep their inputs' order. */
+  /** The last output publish; outputs that must wait for their predecessor chain onto it. */
   publishTail: Promise<void> = Promise.resolve()
+  /** Outputs chained and not yet published. */
+  waiting = 0
+  /** Clients paused because this rule's backlog is too long. */
+  readonly holding = new Set<string>()
 
   constructor (name: string, file: string) {
     this.name = name

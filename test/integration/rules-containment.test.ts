@@ -121,6 +121,23 @@ describe('not on the broker\'s critical path', () => {
     expect(got.filter(m => m.topic === 'slow/out').map(m => m.payload)).toEqual(['0', '1', '2', '3', '4'])
   })
 
+  test('a client flooding a slow rule is slowed down (flow control), not dropped, and resumes', async () => {
+    const { broker } = await startWithRules({
+      'slowish.js': `export const topics = ['flood/in']; export function convert (m) { const end = Date.now() + 1; while (Date.now() < end) {} return { topic: 'flood/out', payload: m.payload } }`
+    })
+    const app = await connect(urlFor(broker))
+    await app.subscribeAsync('flood/out')
+    const flooder = await connect(urlFor(broker))
+    const n = 3000 // above the 2,000-conversion mark where the publisher is paused
+    for (let i = 0; i < n; i++) flooder.publish('flood/in', String(i))
+    const got = await inbox(app).waitFor(n, 20_000)
+    expect(got.map(m => Number(m.payload))).toEqual(Array.from({ length: n }, (_, i) => i))
+    expect(rule(broker, 'slowish')).toMatchObject({ matched: n, outputs: n, skipped: 0 })
+    // and the paused client was resumed: it still publishes
+    await flooder.publishAsync('flood/in', 'after', { qos: 1 })
+    await until(() => inbox(app).messages.some(m => m.payload === 'after'), 'the resumed client')
+  })
+
   test('outputs keep the order of their inputs under load', async () => {
     const { broker } = await startWithRules({
       'seq.js': `export const topics = ['seq/in']; export const qos = 1; export function convert (m) { return { topic: 'seq/out', payload: m.payload } }`
