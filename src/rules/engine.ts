@@ -22,7 +22,7 @@ import { ruleNameProblem } from './validate.js'
 /** A message entering the rules: a client's accepted publish, or a rule's output. */
 export interface Inbound {
   topic: string
-  payload: Buffer
+  payload: Buffer | Uint8Array | string
   qos: 0 | 1 | 2
   retain: boolean
   clientId: string | null
@@ -193,11 +193,8 @@ export class RulesEngine {
   #emit (rule: RuleState, input: Inbound, chain: readonly string[], output: RawOutput): void {
     rule.counters.outputs++
     const message = resolveOutput(output, rule.meta?.qos, input.qos)
-    const next = () => {
-      const payload = typeof message.payload === 'string' ? Buffer.from(message.payload) : Buffer.from(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength)
-      // Outputs go through the rules again: chains, such as telemetry feeding an alert rule.
-      this.route({ ...message, payload, clientId: input.clientId, username: input.username }, [...chain, rule.name])
-    }
+    // Outputs go through the rules again: chains, such as telemetry feeding an alert rule.
+    const next = () => this.route({ ...message, clientId: input.clientId, username: input.username }, [...chain, rule.name])
     const published = (p: Promise<void>) => p.catch(err => {
       this.#logger.warn({ rule: rule.name, topic: message.topic, err: (err as Error).message }, 'rule output could not be published')
     })
@@ -337,9 +334,10 @@ export class RulesEngine {
 function toRuleMessage (m: Inbound): RuleMessage {
   return {
     topic: m.topic,
-    payload: m.payload.toString('utf8'),
-    // A copy: a Buffer may view a larger pooled ArrayBuffer, which IPC would send whole.
-    bytes: Uint8Array.prototype.slice.call(m.payload),
+    // Bytes only: the rule host decodes the text, off this event loop. A
+    // copy, because a Buffer may view a larger pooled ArrayBuffer, which IPC
+    // would send whole.
+    bytes: typeof m.payload === 'string' ? new Uint8Array(Buffer.from(m.payload)) : Uint8Array.prototype.slice.call(m.payload),
     qos: m.qos,
     retain: m.retain,
     clientId: m.clientId,
@@ -348,7 +346,8 @@ function toRuleMessage (m: Inbound): RuleMessage {
   }
 }
 
-function preview (payload: Buffer): string {
-  const text = payload.subarray(0, 200).toString('utf8')
-  return payload.length > 200 ? `${text}… (${payload.length} bytes)` : text
+function preview (payload: Inbound['payload']): string {
+  const bytes = typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)
+  const text = bytes.subarray(0, 200).toString('utf8')
+  return bytes.length > 200 ? `${text}… (${bytes.length} bytes)` : text
 }

@@ -8,7 +8,7 @@
  * keep the order of its inputs. Different rules run in parallel on
  * isolated-vm's threads; this process's event loop only moves messages.
  */
-import type { ConvertResult, FromHost, RuleMessage, ToHost } from './protocol.js'
+import type { ConvertResult, FromHost, RuleMessage, SandboxMessage, ToHost } from './protocol.js'
 import { RuleSandbox } from './sandbox.js'
 import { checkExports, type Limits } from './validate.js'
 
@@ -111,7 +111,7 @@ async function pump (slot: Slot): Promise<void> {
     // found: the rest of a failed batch is converted again in a new isolate.
     const jobs = slot.queue.splice(0, slot.cautious > 0 ? 1 : MAX_BATCH)
     const started = process.hrtime.bigint()
-    const results = await slot.sandbox.convertBatch(jobs.map(j => j.msg))
+    const results = await slot.sandbox.convertBatch(jobs.map(j => withText(j.msg)))
     // Times are per call, shared evenly by its messages.
     const ms = Number(process.hrtime.bigint() - started) / 1e6 / Math.max(1, results.length)
     results.forEach((result, i) => reply(jobs[i]!.id, slot.name, ms, result))
@@ -126,6 +126,11 @@ async function pump (slot: Slot): Promise<void> {
     if (slot.retired) { slot.retired.dispose(); slot.retired = undefined }
   }
   slot.running = false
+}
+
+// msg.payload: the text of the bytes, decoded here rather than in the broker.
+function withText (msg: RuleMessage): SandboxMessage {
+  return { ...msg, payload: Buffer.from(msg.bytes.buffer, msg.bytes.byteOffset, msg.bytes.byteLength).toString('utf8') }
 }
 
 function reply (id: number, rule: string, ms: number, result: ConvertResult): void {

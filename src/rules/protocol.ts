@@ -4,10 +4,9 @@
  * Uint8Arrays cross as bytes.
  */
 
-/** The `msg` a rule's convert() receives (bytes becomes a Uint8Array inside). */
+/** A message as it crosses to the rule host: the payload as bytes only. */
 export interface RuleMessage {
   topic: string
-  payload: string
   bytes: Uint8Array
   qos: 0 | 1 | 2
   retain: boolean
@@ -33,6 +32,9 @@ export interface LoadedMeta {
   qos: 0 | 1 | 2 | undefined
   limits: { timeoutMs: number, memoryLimitMb: number }
 }
+
+/** The `msg` a rule's convert() receives: with `payload`, the bytes decoded as UTF-8 by the host. */
+export type SandboxMessage = RuleMessage & { payload: string }
 
 export type ToHost =
   | { t: 'load', id: number, name: string, source: string, limits: { timeoutMs: number, memoryLimitMb: number } }

@@ -20,30 +20,38 @@ export class Router {
   readonly #plain: Trie = new QlobberDedup(MQTT)
   readonly #wild: Trie = new QlobberDedup(MQTT)
   readonly #filters = new Map<string, readonly string[]>()
+  // Filters per trie: an empty trie is skipped (qlobber would still split the topic).
+  #plainCount = 0
+  #wildCount = 0
 
   /** Sets (or replaces) a rule's filters. */
   set (rule: string, filters: readonly string[]): void {
     this.delete(rule)
-    for (const f of filters) this.#trieFor(f).add(f, rule)
+    for (const f of filters) this.#count(f, 1).add(f, rule)
     this.#filters.set(rule, filters)
   }
 
   delete (rule: string): void {
-    for (const f of this.#filters.get(rule) ?? []) this.#trieFor(f).remove(f, rule)
+    for (const f of this.#filters.get(rule) ?? []) this.#count(f, -1).remove(f, rule)
     this.#filters.delete(rule)
   }
 
   /** The rules matching `topic`; one entry per rule, however many of its filters match. */
   match (topic: string): Set<string> {
-    const plain = this.#plain.match(topic)
-    if (topic.startsWith('$')) return plain
+    const plain = this.#plainCount > 0 ? this.#plain.match(topic) : new Set<string>()
+    if (topic.startsWith('$') || this.#wildCount === 0) return plain
     const wild = this.#wild.match(topic)
     if (plain.size === 0) return wild
     for (const r of wild) plain.add(r)
     return plain
   }
 
-  #trieFor (filter: string): Trie {
-    return filter.startsWith('+') || filter.startsWith('#') ? this.#wild : this.#plain
+  #count (filter: string, delta: number): Trie {
+    if (filter.startsWith('+') || filter.startsWith('#')) {
+      this.#wildCount += delta
+      return this.#wild
+    }
+    this.#plainCount += delta
+    return this.#plain
   }
 }

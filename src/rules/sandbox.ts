@@ -8,7 +8,7 @@
  * code: values cross by copy only (README, Security).
  */
 import { createRequire } from 'node:module'
-import type { RuleMessage, RawOutput, ConvertResult } from './protocol.js'
+import type { SandboxMessage, RawOutput, ConvertResult } from './protocol.js'
 
 // The slice of the isolated-vm API used here, declared locally so that the
 // build does not depend on which of the two aliased versions is installed.
@@ -198,7 +198,7 @@ export class RuleSandbox {
    * Returns one result per message, or fewer if the isolate died of memory:
    * then the caller makes a new sandbox and goes on with the rest.
    */
-  async convertBatch (msgs: RuleMessage[]): Promise<ConvertResult[]> {
+  async convertBatch (msgs: SandboxMessage[]): Promise<ConvertResult[]> {
     const results: ConvertResult[] = []
     let rest = msgs
     while (rest.length > 0) {

@@ -72,7 +72,6 @@ export class RuleTester {
     const qos = input.qos ?? 0
     const msg: RuleMessage = {
       topic: input.topic,
-      payload: bytes.toString('utf8'),
       bytes: Uint8Array.prototype.slice.call(bytes),
       qos,
       retain: input.retain ?? false,
