@@ -21,6 +21,9 @@ export interface Persistence {
   createRetainedStream(pattern: string): AsyncIterable<{ topic: string }>
   createRetainedStreamCombi(patterns: string[]): AsyncIterable<{ topic: string }>
   countOffline(): Promise<{ clientsCount: number, subsCount: number }>
+  incomingGetPacket(client: ClientRef, packet: unknown): Promise<unknown>
+  incomingStorePacket(client: ClientRef, packet: unknown): Promise<unknown>
+  outgoingUpdate(client: ClientRef, packet: unknown): Promise<unknown>
   outgoingEnqueue(sub: Sub, packet: unknown): Promise<unknown>
   outgoingEnqueueCombi(subs: Sub[], packet: unknown): Promise<unknown>
   outgoingClearMessageId(client: ClientRef, packet: QueuedPacket): Promise<unknown>
@@ -57,6 +60,34 @@ export async function openPersistence (config: Config['persistence']): Promise<P
       await db.del('~switchyard-health')
     }
   })
+}
+
+/**
+ * MQTT 3.1.1 section 4.6: topics are ordered by default. Aedes handles the
+ * packets of one socket read concurrently and goes to the store before it
+ * sends: a QoS 2 PUBLISH is looked up for duplicates (incomingGetPacket) and
+ * stored (incomingStorePacket) before it is published, a PUBREL or a
+ * delivery to a persistent session is stored before it is written
+ * (outgoingUpdate).
+ * LevelDB finishes those writes in any order, so a client's messages went
+ * out of order (2,491 of 20,000 QoS 2 in the bench, bare Aedes alike). The
+ * operations still run concurrently; each client's settle in the order
+ * asked (a rejection too: "not found" is how a lookup says new).
+ */
+export function orderPerClient (p: Persistence): void {
+  for (const method of ['incomingGetPacket', 'incomingStorePacket', 'outgoingUpdate'] as const) {
+    const call = p[method].bind(p)
+    const tails = new Map<string, Promise<unknown>>()
+    p[method] = (client, packet) => {
+      const previous = tails.get(client.id)
+      const write = call(client, packet)
+      const ordered = previous ? previous.then(() => write, () => write) : write
+      const tail = ordered.then(() => undefined, () => undefined)
+      tails.set(client.id, tail)
+      void tail.then(() => { if (tails.get(client.id) === tail) tails.delete(client.id) })
+      return ordered
+    }
+  }
 }
 
 /**

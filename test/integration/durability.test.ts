@@ -84,3 +84,18 @@ describe('durability with LevelDB persistence', () => {
     await sleep(10)
   })
 })
+
+describe('order with LevelDB [MQTT-4.6]', () => {
+  test('pipelined QoS 2 messages from one client arrive in the order sent', async () => {
+    const { startBroker, urlFor } = await import('../helpers/broker.js')
+    const broker = await startBroker({ persistence: { type: 'level', path: path.join(tempDir(), 'data') } })
+    const sub = await connect(urlFor(broker))
+    await sub.subscribeAsync('ordered/#', { qos: 2 })
+    const pub = await connect(urlFor(broker))
+    const n = 1000
+    // not awaited one by one: many QoS 2 PUBLISHes in flight, as a busy device sends them
+    await Promise.all(Array.from({ length: n }, (_, i) => pub.publishAsync('ordered/t', String(i), { qos: 2 })))
+    const got = await inbox(sub).waitFor(n, 20_000)
+    expect(got.map(m => Number(m.payload))).toEqual(Array.from({ length: n }, (_, i) => i))
+  })
+})
