@@ -81,6 +81,9 @@ export function orderPerClient (p: Persistence): void {
     p[method] = (client, packet) => {
       const previous = tails.get(client.id)
       const write = call(client, packet)
+      // Handled at once: a lookup's "not found" would otherwise be an
+      // unhandled rejection while it waits its turn, which kills the process.
+      write.catch(() => {})
       const ordered = previous ? previous.then(() => write, () => write) : write
       const tail = ordered.then(() => undefined, () => undefined)
       tails.set(client.id, tail)

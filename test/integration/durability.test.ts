@@ -99,3 +99,31 @@ describe('order with LevelDB [MQTT-4.6]', () => {
     expect(got.map(m => Number(m.payload))).toEqual(Array.from({ length: n }, (_, i) => i))
   })
 })
+
+describe('concurrent QoS 2 lookups with LevelDB', () => {
+  // 200 QoS 2 PUBLISHes in one write: Aedes looks them all up at once, and
+  // most lookups answer "not found" while an earlier one is still pending.
+  // An unhandled rejection there once killed the broker process.
+  test('a burst of QoS 2 PUBLISHes in one read is acknowledged in full, and delivered in order', async () => {
+    const { startBroker, urlFor } = await import('../helpers/broker.js')
+    const { rawConnect, connectPacket } = await import('../helpers/raw.js')
+    const mqttPacket = (await import('mqtt-packet')).default
+    const broker = await startBroker({ persistence: { type: 'level', path: path.join(tempDir(), 'data') } })
+    const sub = await connect(urlFor(broker))
+    await sub.subscribeAsync('burst/#', { qos: 2 })
+    const raw = await rawConnect(broker.listeners[0]!.port)
+    raw.send(connectPacket('burster'))
+    expect((await raw.next()).cmd).toBe('connack')
+    const n = 200
+    raw.send(Buffer.concat(Array.from({ length: n }, (_, i) =>
+      mqttPacket.generate({ cmd: 'publish', topic: 'burst/t', payload: Buffer.from(String(i)), qos: 2, messageId: i + 1, retain: false, dup: false }))))
+    const recs: number[] = []
+    while (recs.length < n) {
+      const p = await raw.next()
+      if (p.cmd === 'pubrec') recs.push(p.messageId!)
+    }
+    expect(recs).toEqual(Array.from({ length: n }, (_, i) => i + 1))
+    const got = await inbox(sub).waitFor(n, 10_000)
+    expect(got.map(m => Number(m.payload))).toEqual(Array.from({ length: n }, (_, i) => i))
+  })
+})
