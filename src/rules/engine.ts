@@ -58,7 +58,7 @@ const PAUSE_ABOVE = 2_000
 const RESUME_BELOW = 500
 const MAX_PENDING_PER_RULE = 10_000
 const STATUS_INTERVAL_MS = 1000
-export const STATUS_PREFIX = '$SYS/switchyard/rules/'
+const STATUS_PREFIX = '$SYS/switchyard/rules/'
 
 export class RulesEngine {
   readonly #config: Config['rules']
@@ -85,7 +85,8 @@ export class RulesEngine {
     this.#logger = options.logger.child({ component: 'rules' })
     this.#onDuration = options.onDuration
     this.#flow = options.flow
-    this.#host = new RuleHost({ logger: this.#logger, onCrash: inFlight => this.#onHostCrash(inFlight) })
+    // A host crash settles each lost conversion as 'crash': counted per rule there.
+    this.#host = new RuleHost({ logger: this.#logger })
     this.#files = new RuleFiles(options.config.dir, changes => this.#apply(changes), this.#logger)
   }
 
@@ -238,11 +239,6 @@ export class RulesEngine {
       this.#logger.info({ rule: rule.name }, 'rule resumed')
       this.#publishOne(rule)
     }, rule.backoffMs + 1).unref()
-  }
-
-  #onHostCrash (inFlight: ReadonlyMap<string, number>): void {
-    // Per-rule counting happens as each lost conversion settles as 'crash'.
-    for (const name of inFlight.keys()) this.#dirty.add(name)
   }
 
   async #apply (changes: RuleFileChange[]): Promise<void> {

@@ -22,7 +22,6 @@ const STABLE_AFTER_MS = 30_000
 
 export class RuleHost {
   readonly #logger: Logger
-  readonly #onCrash: (inFlight: ReadonlyMap<string, number>, reason: string) => void
   /** What to load again after a restart. */
   readonly #registry = new Map<string, { source: string, limits: Limits }>()
   readonly #inflight = new Map<number, { rule: string, done: Done }>()
@@ -43,9 +42,8 @@ export class RuleHost {
   #restartTimer: NodeJS.Timeout | undefined
   #closing: Promise<void> | undefined
 
-  constructor (options: { logger: Logger, onCrash: (inFlight: ReadonlyMap<string, number>, reason: string) => void }) {
+  constructor (options: { logger: Logger }) {
     this.#logger = options.logger
-    this.#onCrash = options.onCrash
   }
 
   /** The host's process id, while it runs. */
@@ -196,7 +194,6 @@ export class RuleHost {
       this.#loads.delete(id)
       if (!restore) resolve({ ok: false, error: `${reason} while loading this rule` })
     }
-    this.#onCrash(inFlight, reason)
     const delay = Math.min(100 * 2 ** Math.min(this.#consecutive - 1, 6), MAX_RESTART_DELAY_MS)
     this.#restartTimer = setTimeout(() => {
       this.#restartTimer = undefined

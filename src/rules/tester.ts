@@ -47,7 +47,7 @@ export class RuleTester {
   constructor (limits: Limits, maxPacketSize: number) {
     this.#limits = limits
     this.#maxPacketSize = maxPacketSize
-    this.#host = new RuleHost({ logger: pino({ level: 'silent' }), onCrash: () => {} })
+    this.#host = new RuleHost({ logger: pino({ level: 'silent' }) })
   }
 
   /** Loads a rule file; its name is the file name without .js. */
