@@ -10,8 +10,7 @@
  *
  * With an ACL, everything not granted is denied, and `deny` wins.
  */
-import { filterProblem } from '../rules/validate.js'
-import { filterCovers, topicMatches } from './topics.js'
+import { filterCovers, filterProblem, topicMatches } from '../topics.js'
 import type { LineError } from './passwords.js'
 
 export type Access = 'read' | 'write' | 'readwrite' | 'deny'

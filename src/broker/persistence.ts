@@ -4,6 +4,7 @@ import { createRequire } from 'node:module'
 import { Level } from 'level'
 import type { Config } from '../config.js'
 import { SwitchyardError } from '../errors.js'
+import { wildcardFirst } from '../topics.js'
 
 const require = createRequire(import.meta.url)
 // The package's main export wraps this class in a callback API that Aedes 1.x
@@ -105,9 +106,9 @@ export function guardRetainedReplay (p: Persistence): void {
 
 async function * retainedFor (p: Persistence, patterns: string[]): AsyncGenerator<{ topic: string }> {
   for (const pattern of patterns) {
-    const wildcardFirst = pattern.startsWith('+') || pattern.startsWith('#')
+    const skipDollar = wildcardFirst(pattern)
     for await (const packet of p.createRetainedStream(pattern)) {
-      if (wildcardFirst && packet.topic.startsWith('$')) continue
+      if (skipDollar && packet.topic.startsWith('$')) continue
       yield packet
     }
   }

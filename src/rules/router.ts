@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module'
+import { wildcardFirst } from '../topics.js'
 
 // qlobber is the trie Aedes itself matches subscriptions with (via mqemitter).
 interface Trie {
@@ -47,7 +48,7 @@ export class Router {
   }
 
   #count (filter: string, delta: number): Trie {
-    if (filter.startsWith('+') || filter.startsWith('#')) {
+    if (wildcardFirst(filter)) {
       this.#wildCount += delta
       return this.#wild
     }

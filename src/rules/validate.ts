@@ -1,22 +1,6 @@
 /* Pure checks on rule files and their outputs, shared by the host and the broker. */
 import type { LoadedMeta } from './protocol.js'
-
-const MAX_TOPIC_BYTES = 65535
-
-/** Returns what is wrong with an MQTT topic filter, or undefined when valid [MQTT-4.7.1]. */
-export function filterProblem (filter: unknown): string | undefined {
-  if (typeof filter !== 'string' || filter.length === 0) return 'must be a non-empty string'
-  if (Buffer.byteLength(filter) > MAX_TOPIC_BYTES) return 'is longer than 65535 bytes'
-  if (filter.includes('\u0000')) return 'must not contain the NUL character'
-  const levels = filter.split('/')
-  for (let i = 0; i < levels.length; i++) {
-    const level = levels[i]!
-    // [MQTT-4.7.1-2] '#' alone, and last; [MQTT-4.7.1-3] '+' alone in its level
-    if (level.includes('#') && (level !== '#' || i !== levels.length - 1)) return `"#" must be a whole level and the last one`
-    if (level.includes('+') && level !== '+') return `"+" must be a whole level`
-  }
-  return undefined
-}
+import { filterProblem, MAX_TOPIC_BYTES } from '../topics.js'
 
 /** Returns what is wrong with a topic a rule wants to publish to, or undefined. */
 export function outputTopicProblem (topic: string): string | undefined {

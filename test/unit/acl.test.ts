@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest'
 import { canRead, canSubscribe, canWrite, parseAcl } from '../../src/auth/acl.js'
-import { filterCovers, topicMatches } from '../../src/auth/topics.js'
+import { filterCovers, topicMatches } from '../../src/topics.js'
 
 const ACL = `
 # anonymous clients

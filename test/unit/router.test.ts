@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest'
 import { Router } from '../../src/rules/router.js'
-import { filterProblem, outputTopicProblem, checkExports } from '../../src/rules/validate.js'
+import { outputTopicProblem, checkExports } from '../../src/rules/validate.js'
+import { filterProblem } from '../../src/topics.js'
 
 const match = (r: Router, topic: string) => [...r.match(topic)].sort()
 
