@@ -56,6 +56,8 @@ export interface Counters {
   publishBytesSent: number
   /** The most clients connected at once. */
   maxConnected: number
+  /** Deliveries shed to a client that stopped reading (see boundStalledDeliveries). */
+  slowConsumerDropped: number
 }
 
 export interface ClientInfo {
@@ -96,6 +98,15 @@ export interface BrokerCore {
 
 const SYS_PREFIX = '$SYS/'
 /*
+ * A delivery to a client whose socket is full waits for 'drain' while it
+ * holds one of mqemitter's 100 delivery slots: one frozen subscriber on busy
+ * topics took them all and stalled every other client until Aedes's
+ * drainTimeout (60 s) dropped it. See boundStalledDeliveries; and a client
+ * that does not drain for 10 s is disconnected.
+ */
+const STALLED_AFTER_MS = 200
+const DRAIN_TIMEOUT_MS = 10_000
+/*
  * A denied PUBLISH must be acknowledged and dropped (MQTT 3.1.1 section
  * 3.3.5: the server "MUST either make a positive acknowledgement ... or close
  * the Network Connection"; Mosquitto acknowledges). Aedes can only close, so
@@ -125,7 +136,8 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
     publishBytesReceived: 0,
     publishSent: [0, 0, 0],
     publishBytesSent: 0,
-    maxConnected: 0
+    maxConnected: 0,
+    slowConsumerDropped: 0
   }
   const connectedAt = new WeakMap<Client, Date>()
   const held = new WeakSet<Duplex>()
@@ -155,6 +167,7 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
 
   const aedes = await Aedes.createBroker({
     persistence,
+    drainTimeout: DRAIN_TIMEOUT_MS,
     // Reject with an Error, never callback(null, false): Aedes 1.2 leaves
     // the socket open forever on the latter (PITFALLS.md).
     preConnect (client, packet, callback) {
@@ -318,6 +331,7 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
       coalesceWrites(stream)
       holdable(stream, held)
       const client = aedes.handle(stream)
+      boundStalledDeliveries(client, stream, counters)
       remotes.set(client, remote)
       if (identity !== undefined) identities.set(client, identity)
       guardPacketSize(client, limits.maxPacketSize, counters, (size) => {
@@ -368,6 +382,69 @@ async function waitForDrain (mq: { length: number, current: number }): Promise<v
 interface AedesInternals {
   clients: Record<string, { pause(): void, resume(): void }>  // Client, with the parts its types leave out
   mq: { length: number, current: number }
+}
+
+type Deliver = (packet: { qos: number }, cb: (...args: unknown[]) => void) => void
+
+/**
+ * Aedes finishes a publish only when every delivery of it has called back,
+ * and a delivery to a full socket calls back on 'drain'. So one client that
+ * stops reading held up the publishers of every topic it subscribes to, and
+ * through them everyone else, until its drainTimeout. Here, a client with
+ * deliveries in progress and no progress for STALLED_AFTER_MS is stalled:
+ * its pending deliveries are released at once (their bytes stay in its
+ * socket buffer), and further deliveries to it are shed and counted until it
+ * drains. A busy but healthy client makes progress every event-loop turn and
+ * is never stalled. A shed QoS 0 message is gone, as QoS 0 allows; a shed
+ * QoS 1/2 message to a persistent session stays in its stored queue and is
+ * delivered when the client is back; to a clean session it is dropped, as
+ * Mosquitto drops beyond max_queued_messages. Installed before the client
+ * can subscribe, since subscriptions capture these functions.
+ */
+function boundStalledDeliveries (client: Client, stream: Duplex, counters: Counters): void {
+  const c = client as unknown as { deliver0: Deliver, deliverQoS: Deliver }
+  const pending = new Set<() => void>()
+  let lastProgress = Date.now()
+  let stalled = false
+  let timer: NodeJS.Timeout | undefined
+  const progress = () => {
+    lastProgress = Date.now()
+    stalled = false
+  }
+  stream.on('drain', progress)
+  stream.once('close', () => clearTimeout(timer))
+  const watch = () => {
+    timer = undefined
+    if (pending.size === 0) return
+    if (Date.now() - lastProgress < STALLED_AFTER_MS) {
+      timer = setTimeout(watch, STALLED_AFTER_MS)
+      return
+    }
+    stalled = true
+    for (const release of [...pending]) release()
+  }
+  const bound = (deliver: Deliver): Deliver => (packet, cb) => {
+    if (stalled) {
+      counters.slowConsumerDropped++
+      setImmediate(cb)
+      return
+    }
+    let done = false
+    const release = () => {
+      if (done) return
+      done = true
+      pending.delete(release)
+      cb()
+    }
+    pending.add(release)
+    timer ??= setTimeout(watch, STALLED_AFTER_MS)
+    deliver(packet, () => {
+      progress()
+      release()
+    })
+  }
+  c.deliver0 = bound(c.deliver0)
+  c.deliverQoS = bound(c.deliverQoS)
 }
 
 function rejectIdentifier (client: Client, then: () => void): void {

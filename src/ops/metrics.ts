@@ -74,8 +74,8 @@ export class Metrics {
     counter('switchyard_payload_bytes_sent_total', 'PUBLISH payload bytes sent.', [], () => [[{}, c().publishBytesSent]])
     gauge('switchyard_retained_messages', 'Retained messages stored (outside $SYS/).', [], () => [[{}, source.retained()]])
     gauge('switchyard_subscriptions', 'Subscriptions of the connected clients.', [], () => [[{}, source.subscriptions()]])
-    counter('switchyard_messages_dropped_total', 'Messages dropped, by reason: queue_full (limits.maxQueuedMessages), denied (publish not allowed).', ['reason'], () => [
-      [{ reason: 'queue_full' }, c().queueDropped], [{ reason: 'denied' }, c().deniedPublishes]
+    counter('switchyard_messages_dropped_total', 'Messages dropped, by reason: queue_full (limits.maxQueuedMessages), denied (publish not allowed), slow_consumer (to a client that stopped reading).', ['reason'], () => [
+      [{ reason: 'queue_full' }, c().queueDropped], [{ reason: 'denied' }, c().deniedPublishes], [{ reason: 'slow_consumer' }, c().slowConsumerDropped]
     ])
     counter('switchyard_subscriptions_denied_total', 'Subscriptions refused by the ACL.', [], () => [[{}, c().deniedSubscriptions]])
     counter('switchyard_auth_failures_total', 'CONNECTs refused for credentials or anonymity.', [], () => [[{}, c().authFailures]])

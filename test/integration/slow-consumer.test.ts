@@ -1,0 +1,35 @@
+import net from 'node:net'
+import mqttPacket from 'mqtt-packet'
+import { expect, test } from 'vitest'
+import { startBroker, urlFor } from '../helpers/broker.js'
+import { connect, inbox } from '../helpers/client.js'
+
+// Aedes finishes a publish only when every delivery has called back, and a
+// delivery to a full socket waits for 'drain': one subscriber that stops
+// reading held up every publisher on its topics (and so everyone) until it
+// was disconnected.
+test('a subscriber that stops reading does not hold up publishers or other subscribers', async () => {
+  const broker = await startBroker()
+  const port = broker.listeners[0]!.port
+  const frozen = net.connect(port, '127.0.0.1')
+  frozen.on('error', () => {})
+  await new Promise(resolve => frozen.once('connect', resolve))
+  frozen.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'frozen', keepalive: 0 }))
+  frozen.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'load/#', qos: 0 }] }))
+  await new Promise(resolve => setTimeout(resolve, 100))
+  frozen.pause() // never reads again: its socket buffers fill
+
+  const healthy = await connect(urlFor(broker))
+  await healthy.subscribeAsync('load/#')
+  const pub = await connect(urlFor(broker))
+  const big = Buffer.alloc(16 * 1024, 1)
+  for (let i = 0; i < 3000; i++) pub.publish('load/x', big)
+  await pub.publishAsync('load/last', 'done', { qos: 1 })
+  // Order, not time: the publisher got its PUBACK while the broker still had
+  // the frozen client connected (before, only dropping it freed the publisher).
+  expect(broker.clients().map(c => c.clientId)).toContain('frozen')
+  const got = await inbox(healthy).waitFor(3001, 15_000)
+  expect(got.at(-1)!.payload).toBe('done')
+  expect(broker.stats().slowConsumerDropped).toBeGreaterThan(0)
+  frozen.destroy()
+})
