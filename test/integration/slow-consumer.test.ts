@@ -33,3 +33,32 @@ test('a subscriber that stops reading does not hold up publishers or other subsc
   expect(broker.stats().slowConsumerDropped).toBeGreaterThan(0)
   frozen.destroy()
 })
+
+test('a persistent session that stops reading loses no QoS 1 message: what was shed is delivered when it is back', async () => {
+  const broker = await startBroker()
+  const port = broker.listeners[0]!.port
+  const frozen = net.connect(port, '127.0.0.1')
+  frozen.on('error', () => {})
+  await new Promise(resolve => frozen.once('connect', resolve))
+  frozen.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, clientId: 'sleepy', keepalive: 0 }))
+  frozen.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'work/#', qos: 1 }] }))
+  await new Promise(resolve => setTimeout(resolve, 100))
+  frozen.pause()
+
+  const pub = await connect(urlFor(broker))
+  const payload = Buffer.alloc(32 * 1024, 7)
+  const n = 600 // under limits.maxQueuedMessages (1,000); ~19 MB, more than the socket buffers hold
+  for (let i = 0; i < n; i++) {
+    payload.writeUInt32BE(i, 0)
+    await pub.publishAsync('work/item', Buffer.from(payload), { qos: 1 })
+    // give the broker time to see the subscriber stall, then publish more
+    if (i === n / 2) await new Promise(resolve => setTimeout(resolve, 400))
+  }
+  expect(broker.stats().slowConsumerDropped).toBeGreaterThan(0) // it did stall and shed
+  frozen.destroy()
+
+  const back = await connect(urlFor(broker), { clientId: 'sleepy', clean: false })
+  const got = await inbox(back).waitFor(n, 15_000)
+  const seqs = new Set(got.map(m => m.packet.payload.readUInt32BE(0)))
+  expect(seqs.size).toBe(n)
+})
