@@ -59,9 +59,21 @@ function node (args, o, ready = line => line.includes('listening on')) {
   return proc(process.execPath, ['--no-node-snapshot', ...args], o, ready)
 }
 
+// Brokers still running, so that an interrupted bench (Ctrl-C, a timeout)
+// does not leave them behind.
+const running = new Set()
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    for (const child of running) child.kill('SIGKILL')
+    process.exit(130)
+  })
+}
+
 /** Starts a process and resolves once it accepts TCP connections on o.port (and printed `ready`, if given). */
 async function proc (cmd, args, o, ready) {
   const child = spawn(cmd, args, { cwd: o.dir, stdio: ['ignore', 'pipe', 'pipe'] })
+  running.add(child)
+  child.once('exit', () => running.delete(child))
   let output = ''
   child.stdout.on('data', d => { output += d })
   child.stderr.on('data', d => { output += d })
