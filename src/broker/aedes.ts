@@ -104,7 +104,13 @@ const SYS_PREFIX = '$SYS/'
  * drainTimeout (60 s) dropped it. See boundStalledDeliveries; and a client
  * that does not drain for 10 s is disconnected.
  */
-const STALLED_AFTER_MS = 200
+// Stalled: no progress for a second with a real backlog waiting, or none at
+// all for five. Time alone is not enough: a healthy client on a slow link,
+// or busy for a moment, also goes a while without draining.
+const STALLED_AFTER_MS = 1000
+const STALLED_BACKLOG_BYTES = 256 * 1024
+const STALLED_ANYWAY_MS = 5000
+const STALL_CHECK_MS = 250
 const DRAIN_TIMEOUT_MS = 10_000
 /*
  * A denied PUBLISH must be acknowledged and dropped (MQTT 3.1.1 section
@@ -391,11 +397,12 @@ type Deliver = (packet: { qos: number }, cb: (...args: unknown[]) => void) => vo
  * and a delivery to a full socket calls back on 'drain'. So one client that
  * stops reading held up the publishers of every topic it subscribes to, and
  * through them everyone else, until its drainTimeout. Here, a client with
- * deliveries in progress and no progress for STALLED_AFTER_MS is stalled:
+ * deliveries in progress and no progress for STALLED_AFTER_MS with
+ * STALLED_BACKLOG_BYTES waiting, or for STALLED_ANYWAY_MS, is stalled:
  * its pending deliveries are released at once (their bytes stay in its
  * socket buffer), and further deliveries to it are shed and counted until it
- * drains. A busy but healthy client makes progress every event-loop turn and
- * is never stalled. A shed QoS 0 message is gone, as QoS 0 allows; a shed
+ * drains. A healthy client, even a slow or busy one, keeps draining and is
+ * never stalled. A shed QoS 0 message is gone, as QoS 0 allows; a shed
  * QoS 1/2 message to a persistent session stays in its stored queue and is
  * delivered when the client is back; to a clean session it is dropped, as
  * Mosquitto drops beyond max_queued_messages. Installed before the client
@@ -416,8 +423,9 @@ function boundStalledDeliveries (client: Client, stream: Duplex, counters: Count
   const watch = () => {
     timer = undefined
     if (pending.size === 0) return
-    if (Date.now() - lastProgress < STALLED_AFTER_MS) {
-      timer = setTimeout(watch, STALLED_AFTER_MS)
+    const idle = Date.now() - lastProgress
+    if (idle < STALLED_ANYWAY_MS && (idle < STALLED_AFTER_MS || stream.writableLength < STALLED_BACKLOG_BYTES)) {
+      timer = setTimeout(watch, STALL_CHECK_MS)
       return
     }
     stalled = true
@@ -437,7 +445,7 @@ function boundStalledDeliveries (client: Client, stream: Duplex, counters: Count
       cb()
     }
     pending.add(release)
-    timer ??= setTimeout(watch, STALLED_AFTER_MS)
+    timer ??= setTimeout(watch, STALL_CHECK_MS)
     deliver(packet, () => {
       progress()
       release()
