@@ -171,8 +171,7 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
     config: cfg,
     async publish (message) {
       await core.publish(message)
-      const payload = typeof message.payload === 'string' ? Buffer.from(message.payload) : Buffer.from(message.payload)
-      engine.route({ topic: message.topic, payload, qos: message.qos ?? 0, retain: message.retain ?? false, clientId: null, username: null })
+      engine.route({ topic: message.topic, payload: message.payload, qos: message.qos ?? 0, retain: message.retain ?? false, clientId: null, username: null })
     },
     stats: () => ({
       ...core.counters,

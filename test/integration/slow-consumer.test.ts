@@ -1,9 +1,20 @@
-import net from 'node:net'
-import mqttPacket from 'mqtt-packet'
+import type net from 'node:net'
 import { expect, test } from 'vitest'
 import { startBroker, urlFor } from '../helpers/broker.js'
 import { connect, inbox } from '../helpers/client.js'
+import { connectPacket, rawConnect } from '../helpers/raw.js'
 import { until } from '../helpers/rules.js'
+
+/** A subscriber that, once subscribed, never reads again: its socket buffers fill. */
+async function frozenSubscriber (port: number, clientId: string, clean: boolean, topic: string, qos: 0 | 1): Promise<net.Socket> {
+  const raw = await rawConnect(port)
+  raw.send(connectPacket(clientId, { clean, keepalive: 0 }))
+  expect((await raw.next()).cmd).toBe('connack')
+  raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos }] })
+  expect((await raw.next()).cmd).toBe('suback')
+  raw.socket.pause()
+  return raw.socket
+}
 
 // Aedes finishes a publish only when every delivery has called back, and a
 // delivery to a full socket waits for 'drain': one subscriber that stops
@@ -12,13 +23,7 @@ import { until } from '../helpers/rules.js'
 test('a subscriber that stops reading does not hold up publishers or other subscribers', async () => {
   const broker = await startBroker()
   const port = broker.listeners[0]!.port
-  const frozen = net.connect(port, '127.0.0.1')
-  frozen.on('error', () => {})
-  await new Promise(resolve => frozen.once('connect', resolve))
-  frozen.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'frozen', keepalive: 0 }))
-  frozen.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'load/#', qos: 0 }] }))
-  await new Promise(resolve => setTimeout(resolve, 100))
-  frozen.pause() // never reads again: its socket buffers fill
+  const frozen = await frozenSubscriber(port, 'frozen', true, 'load/#', 0)
 
   const healthy = await connect(urlFor(broker))
   await healthy.subscribeAsync('load/#')
@@ -38,13 +43,7 @@ test('a subscriber that stops reading does not hold up publishers or other subsc
 test('a persistent session that stops reading loses no QoS 1 message: what was shed is delivered when it is back', async () => {
   const broker = await startBroker()
   const port = broker.listeners[0]!.port
-  const frozen = net.connect(port, '127.0.0.1')
-  frozen.on('error', () => {})
-  await new Promise(resolve => frozen.once('connect', resolve))
-  frozen.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, clientId: 'sleepy', keepalive: 0 }))
-  frozen.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'work/#', qos: 1 }] }))
-  await new Promise(resolve => setTimeout(resolve, 100))
-  frozen.pause()
+  const frozen = await frozenSubscriber(port, 'sleepy', false, 'work/#', 1)
 
   const pub = await connect(urlFor(broker))
   const payload = Buffer.alloc(32 * 1024, 7)
@@ -62,6 +61,6 @@ test('a persistent session that stops reading loses no QoS 1 message: what was s
 
   const back = await connect(urlFor(broker), { clientId: 'sleepy', clean: false })
   const got = await inbox(back).waitFor(n, 15_000)
-  const seqs = new Set(got.map(m => m.packet.payload.readUInt32BE(0)))
+  const seqs = new Set(got.map(m => (m.packet.payload as Buffer).readUInt32BE(0)))
   expect(seqs.size).toBe(n)
 })
