@@ -1,7 +1,55 @@
 /* MQTT topic and topic-filter semantics, as pure functions [MQTT-4.7], for the ACL, the rules and the broker. */
+import { isUtf8 } from 'node:buffer'
 
 /** [MQTT-1.5.3] a UTF-8 string field holds at most 65,535 bytes. */
 export const MAX_TOPIC_BYTES = 65535
+
+// A UTF-16 surrogate not part of a pair: a JS string that has no UTF-8 encoding
+// (Buffer.from would silently turn it into U+FFFD) [MQTT-1.5.3-1].
+const LONE_SURROGATE = /\p{Surrogate}/u
+
+/** Where a received string field's bytes can be read: a Buffer, or the parser's buffer list. */
+export interface ByteSource {
+  slice(start: number, end: number): Uint8Array
+}
+
+/**
+ * What is wrong with a UTF-8 string field received from the network, or
+ * undefined. `text` is the field as Buffer#toString decoded `bytes[start, end)`.
+ * That decoder turns every ill-formed sequence (a stray or truncated byte, an
+ * overlong form, an encoded surrogate, a code point past U+10FFFF) into
+ * U+FFFD, so the bytes are looked at only when U+FFFD is there, which a
+ * well-formed U+FFFD (EF BF BD) can also be. Any other string costs two scans
+ * of the decoded text and no allocation.
+ */
+export function receivedStringProblem (text: string, bytes: ByteSource, start: number, end: number): string | undefined {
+  if (text.includes('\u0000')) return 'contains U+0000 [MQTT-1.5.3-2]'
+  if (text.includes('\uFFFD') && !isUtf8(bytes.slice(start, end))) return 'is not well-formed UTF-8 [MQTT-1.5.3-1]'
+  return undefined
+}
+
+/** A topic name has no wildcard [MQTT-3.3.2-2] [MQTT-4.7.1-1]. */
+export function hasWildcard (topic: string): boolean {
+  return topic.includes('+') || topic.includes('#')
+}
+
+/**
+ * Returns what is wrong with a topic name (what a message is published to,
+ * as opposed to a filter), or undefined when valid. For JS strings: the API,
+ * rule outputs.
+ */
+export function topicNameProblem (topic: unknown): string | undefined {
+  if (typeof topic !== 'string' || topic.length === 0) return 'must be a non-empty string [MQTT-4.7.3-1]'
+  if (hasWildcard(topic)) return 'must not contain wildcards (+ or #) [MQTT-3.3.2-2]'
+  return encodingProblem(topic)
+}
+
+function encodingProblem (text: string): string | undefined {
+  if (text.includes('\u0000')) return 'must not contain the NUL character'
+  if (LONE_SURROGATE.test(text)) return 'must be well-formed Unicode: it has a lone surrogate [MQTT-1.5.3-1]'
+  if (Buffer.byteLength(text) > MAX_TOPIC_BYTES) return 'is longer than 65535 bytes'
+  return undefined
+}
 
 /**
  * [MQTT-4.7.2-1] a filter starting with a wildcard does not match topics
@@ -14,8 +62,8 @@ export function wildcardFirst (filter: string): boolean {
 /** Returns what is wrong with an MQTT topic filter, or undefined when valid [MQTT-4.7.1]. */
 export function filterProblem (filter: unknown): string | undefined {
   if (typeof filter !== 'string' || filter.length === 0) return 'must be a non-empty string'
-  if (Buffer.byteLength(filter) > MAX_TOPIC_BYTES) return 'is longer than 65535 bytes'
-  if (filter.includes('\u0000')) return 'must not contain the NUL character'
+  const encoding = encodingProblem(filter)
+  if (encoding !== undefined) return encoding
   const levels = filter.split('/')
   for (let i = 0; i < levels.length; i++) {
     const level = levels[i]!

@@ -1,15 +1,30 @@
 /*
  * What Switchyard does to each connection's stream before Aedes reads it:
  * the packet-size guard, write coalescing, and holding reads for flow
- * control. Stream and parser mechanics only; no Aedes import.
+ * control. Stream and parser mechanics only; no Aedes import. The guards
+ * patch the client's mqtt-packet Parser (clientParser() in internals.ts).
  */
 import type { Duplex } from 'node:stream'
-import type { Counters } from './aedes.js'
+import { filterProblem, hasWildcard, receivedStringProblem, type ByteSource } from '../topics.js'
+import type { Counters } from './counters.js'
 
 interface ParserInternals {
   _parseLength(): boolean
+  _parseString(): string | null
+  _newPacket(): boolean
   _emitError(err: Error): void
-  packet: { length: number }
+  packet: ParsedPacket
+  _pos: number
+  _list: ByteSource
+}
+
+interface ParsedPacket {
+  length: number
+  cmd?: string
+  topic?: string
+  will?: { topic: string }
+  subscriptions?: Array<{ topic: string }>
+  unsubscriptions?: string[]
 }
 
 /**
@@ -17,8 +32,8 @@ interface ParserInternals {
  * Check the Remaining Length as soon as the fixed header is parsed, before
  * any payload is buffered, and fail only this connection.
  */
-export function guardPacketSize (client: object, max: number, counters: Counters, onOversize: (size: number) => void): void {
-  const parser = (client as { _parser: ParserInternals })._parser
+export function guardPacketSize (clientParser: object, max: number, counters: Counters, onOversize: (size: number) => void): void {
+  const parser = clientParser as ParserInternals
   const parseLength = parser._parseLength
   parser._parseLength = function () {
     if (!parseLength.call(this)) return false
@@ -32,6 +47,80 @@ export function guardPacketSize (client: object, max: number, counters: Counters
       return false
     }
     return true
+  }
+}
+
+/**
+ * Aedes 1.2 forwards topics MQTT forbids: U+0000 and ill-formed UTF-8 in any
+ * string, and wildcards in a will topic; it also accepts some invalid
+ * filters ('a#', 'a+'). So check them in the parser, the one place that sees
+ * every string field of every packet (CONNECT's client id, will topic and
+ * username; PUBLISH's topic; SUBSCRIBE's and UNSUBSCRIBE's filters) together
+ * with its raw bytes, which mqtt-packet decodes without checking. A field is
+ * checked as it is decoded; the packet, before it is emitted to Aedes, which
+ * then never sees it. Every case closes the connection:
+ * - U+0000 or ill-formed UTF-8 in any string: [MQTT-1.5.3-1] [MQTT-1.5.3-2];
+ * - a CONNECT whose will topic is not a valid topic name: [MQTT-3.1.4-1]
+ *   (close without CONNACK);
+ * - a wildcard in a PUBLISH topic [MQTT-3.3.2-2] (Aedes closes too, later);
+ * - an invalid filter in a SUBSCRIBE or UNSUBSCRIBE [MQTT-4.7.1-2]
+ *   [MQTT-4.7.1-3], a protocol violation [MQTT-4.8.0-1].
+ * A PUBLISH costs two scans of its decoded topic for the string check and
+ * two for the wildcards; the bytes are read only when U+FFFD appears.
+ */
+export function guardTopics (clientParser: object, onInvalid: (problem: string) => void): void {
+  const parser = clientParser as ParserInternals
+  const parseString = parser._parseString
+  const newPacket = parser._newPacket
+  // The first bad string of the packet being parsed; reported when the packet
+  // is complete, so a malformed packet still fails with one error only.
+  let bad: string | undefined
+  let badPacket: ParsedPacket | undefined
+  parser._parseString = function () {
+    const start = this._pos + 2 // after the length
+    const text = parseString.call(this)
+    if (text !== null && badPacket !== this.packet) {
+      const problem = receivedStringProblem(text, this._list, start, this._pos)
+      if (problem !== undefined) {
+        bad = problem
+        badPacket = this.packet
+      }
+    }
+    return text
+  }
+  parser._newPacket = function () {
+    const problem = badPacket === this.packet ? `a string ${bad}` : packetTopicProblem(this.packet)
+    if (problem === undefined) return newPacket.call(this)
+    badPacket = undefined
+    const message = `${(this.packet.cmd ?? 'packet').toUpperCase()}: ${problem}`
+    onInvalid(message)
+    this._emitError(new Error(message))
+    return false
+  }
+}
+
+function packetTopicProblem (packet: ParsedPacket): string | undefined {
+  switch (packet.cmd) {
+    case 'publish':
+      if (packet.topic === '' || hasWildcard(packet.topic!)) return `topic ${JSON.stringify(packet.topic)} must be non-empty, without + or # [MQTT-3.3.2-2] [MQTT-4.7.3-1]`
+      return undefined
+    case 'connect':
+      if (packet.will && (packet.will.topic === '' || hasWildcard(packet.will.topic))) return `will topic ${JSON.stringify(packet.will.topic)} must be non-empty, without + or # [MQTT-3.1.4-1]`
+      return undefined
+    case 'subscribe':
+      for (const { topic } of packet.subscriptions ?? []) {
+        const problem = filterProblem(topic)
+        if (problem !== undefined) return `filter ${JSON.stringify(topic)} ${problem}`
+      }
+      return undefined
+    case 'unsubscribe':
+      for (const topic of packet.unsubscriptions ?? []) {
+        const problem = filterProblem(topic)
+        if (problem !== undefined) return `filter ${JSON.stringify(topic)} ${problem}`
+      }
+      return undefined
+    default:
+      return undefined
   }
 }
 

@@ -1,9 +1,10 @@
-import { generateKeyPairSync, randomBytes } from 'node:crypto'
+import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate, type KeyObject } from 'node:crypto'
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
+import { createSecureContext } from 'node:tls'
 import forge from 'node-forge'
 import type { TlsListenerConfig, WssListenerConfig } from '../config.js'
-import { SwitchyardError } from '../errors.js'
+import { ConfigError } from '../errors.js'
 
 /** Options for tls.createServer / setSecureContext. */
 export interface TlsMaterial {
@@ -15,21 +16,79 @@ export interface TlsMaterial {
   rejectUnauthorized: boolean
 }
 
-/** Reads a TLS listener's files, generating a development certificate first when the config named none. */
-export function loadTlsMaterial (config: TlsListenerConfig | WssListenerConfig, devCertDir: string, onGenerated: (caPath: string) => void): TlsMaterial {
+/** Where a TLS listener sits in the config, for loadTlsMaterial's messages. */
+export interface TlsSite {
+  /** The listener's key in the config, e.g. `listeners[1]`. */
+  key: string
+  /** Files are named relative to it (the config file's directory); absolute without it. */
+  baseDir?: string
+}
+
+/**
+ * Reads a TLS listener's files, generating a development certificate first
+ * when the config named none, and checks that they can be used together:
+ * parseConfig() checked only that they exist. Any problem is a ConfigError
+ * with code ERR_TLS, one line per problem, naming the key and the files;
+ * otherwise Node would throw a bare ERR_OSSL_X509_KEY_VALUES_MISMATCH.
+ */
+export function loadTlsMaterial (config: TlsListenerConfig | WssListenerConfig, devCertDir: string, onGenerated: (caPath: string) => void, site: TlsSite = { key: 'listener' }): TlsMaterial {
   if (config.generated && !(existsSync(config.cert) && existsSync(config.key))) {
     onGenerated(generateDevCertificates(devCertDir))
   }
-  try {
-    return {
-      cert: readFileSync(config.cert),
-      key: readFileSync(config.key),
-      ...(config.ca === undefined ? {} : { ca: readFileSync(config.ca) }),
-      requestCert: config.requestCert,
-      rejectUnauthorized: config.requestCert
+  const problems: string[] = []
+  let cause: unknown
+  const fail = (problem: string, err: unknown) => { problems.push(problem); cause ??= err }
+  const show = (file: string) => {
+    if (site.baseDir === undefined) return file
+    const relative = path.relative(site.baseDir, file)
+    return relative === '' || relative.startsWith('..') || path.isAbsolute(relative) ? file : relative
+  }
+  const read = (field: 'cert' | 'key' | 'ca'): Buffer | undefined => {
+    const file = config[field]
+    if (file === undefined) return undefined
+    try {
+      return readFileSync(file)
+    } catch (err) {
+      fail(`${site.key}.${field}: cannot read ${show(file)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, err)
+      return undefined
     }
-  } catch (err) {
-    throw new SwitchyardError('ERR_TLS', `${config.type} listener: cannot read certificate, key or CA: ${(err as Error).message}`, { cause: err })
+  }
+  const cert = read('cert')
+  const key = read('key')
+  const ca = read('ca')
+  let certificate: X509Certificate | undefined
+  let privateKey: KeyObject | undefined
+  if (cert) {
+    try { certificate = new X509Certificate(cert) } catch (err) {
+      fail(`${site.key}.cert: ${show(config.cert)} is not a PEM certificate (${(err as Error).message}); give the server certificate, PEM-encoded`, err)
+    }
+  }
+  if (key) {
+    try { privateKey = createPrivateKey(key) } catch (err) {
+      fail(`${site.key}.key: ${show(config.key)} is not a usable PEM private key (${(err as Error).message}); give the certificate's private key, PEM-encoded and without a passphrase`, err)
+    }
+  }
+  if (certificate && privateKey && !certificate.checkPrivateKey(privateKey)) {
+    fail(`${site.key}.key: ${show(config.key)} does not match ${site.key}.cert (${show(config.cert)}); give the private key that certificate was issued for, or the certificate issued for this key`, undefined)
+  }
+  if (ca) {
+    try { new X509Certificate(ca) } catch (err) {
+      fail(`${site.key}.ca: ${show(config.ca!)} is not a PEM certificate (${(err as Error).message}); give the CA certificate that signs client certificates`, err)
+    }
+  }
+  if (problems.length === 0) {
+    // Whatever else OpenSSL refuses (a key too weak for its security level...).
+    try { createSecureContext({ cert, key, ca }) } catch (err) {
+      fail(`${site.key}: cannot use ${show(config.cert)} with ${show(config.key)}: ${(err as Error).message}`, err)
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems, undefined, { code: 'ERR_TLS', cause })
+  return {
+    cert: cert!,
+    key: key!,
+    ...(ca === undefined ? {} : { ca }),
+    requestCert: config.requestCert,
+    rejectUnauthorized: config.requestCert
   }
 }
 

@@ -13,7 +13,16 @@ export interface ListenerContext {
   maxPacketSize: number
   /** Reports a transport-level failure (a bad TLS handshake, an HTTP error) that cost only one connection. */
   onTransportError: (listener: string, remote: string | undefined, err: Error) => void
+  /** WebSocket listeners: how long a connection may take from accept to a WebSocket (default HANDSHAKE_TIMEOUT_MS). */
+  handshakeTimeoutMs?: number
 }
+
+/**
+ * A connection that has not become an MQTT connection by then is closed:
+ * Aedes's CONNECT timeout (30 s), which TCP clients get, applied to the TLS
+ * handshake and the HTTP upgrade of the WebSocket listeners.
+ */
+export const HANDSHAKE_TIMEOUT_MS = 30_000
 
 /** A listener as bound: the address actually in use (port 0 resolved). */
 export interface BoundListener {

@@ -4,7 +4,7 @@ import { bind, remoteOf, type BoundListener, type ListenerContext } from './list
 
 export function listenTcp (config: TcpListenerConfig, ctx: ListenerContext): Promise<BoundListener> {
   // noDelay: Aedes never sets it, and Nagle's algorithm put ping-pong
-  // latency at about 44 ms here (PITFALLS.md).
+  // latency at about 44 ms here (docs/aedes-gaps.md#nodelay).
   const server = net.createServer({ noDelay: true }, socket => {
     if (ctx.gate.admit(socket)) ctx.accept(socket, remoteOf(socket))
   })

@@ -114,3 +114,36 @@ describe('limits.maxQueuedMessages', () => {
     expect((await inbox(back).waitFor(6)).at(-1)!.payload).toBe('after')
   })
 })
+
+describe('limits.maxClientIdLength', () => {
+  const idOf = (bytes: number) => 'c'.repeat(bytes)
+
+  test('a client id over the limit gets CONNACK 0x02 and is closed [MQTT-3.1.3-9]; one at the limit connects', async () => {
+    const broker = await startBroker()
+    const long = await rawConnect(tcpPort(broker))
+    long.send(connectPacket(idOf(65_535)))
+    expect(await long.next()).toMatchObject({ cmd: 'connack', returnCode: 2 })
+    await long.closed()
+
+    // counted in bytes of UTF-8: 128 two-byte characters are 256 bytes, 129 are 258
+    const wide = await rawConnect(tcpPort(broker))
+    wide.send(connectPacket('é'.repeat(129)))
+    expect(await wide.next()).toMatchObject({ cmd: 'connack', returnCode: 2 })
+    await wide.closed()
+
+    for (const id of [idOf(256), 'é'.repeat(128)]) {
+      const ok = await rawConnect(tcpPort(broker))
+      ok.send(connectPacket(id))
+      expect(await ok.next()).toMatchObject({ cmd: 'connack', returnCode: 0 })
+    }
+    expect(broker.clients()).toHaveLength(2)
+  })
+
+  test('0 accepts any client id the protocol can carry', async () => {
+    const broker = await startBroker({ limits: { maxClientIdLength: 0 } })
+    const raw = await rawConnect(tcpPort(broker))
+    raw.send(connectPacket(idOf(65_535)))
+    expect(await raw.next()).toMatchObject({ cmd: 'connack', returnCode: 0 })
+    expect(broker.clients().map(c => c.clientId.length)).toEqual([65_535])
+  })
+})

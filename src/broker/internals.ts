@@ -1,0 +1,394 @@
+/*
+ * Every reach into Aedes 1.2 and mqemitter privates, in one file: the patches
+ * that close gaps in the message path (docs/aedes-gaps.md), then accessors
+ * for the rest of src/broker/. Each is one named function that says why, and
+ * test/integration/aedes-internals.test.ts checks on bare Aedes what it
+ * relies on, so an upgrade that moves it fails there, not in production.
+ * The only casts through unknown in the project are the two below.
+ */
+import type { Duplex } from 'node:stream'
+import type { Aedes, AedesPublishPacket, Client } from 'aedes'
+import { topicMatches } from '../topics.js'
+
+type Callback = (err?: Error | null) => void
+type Deliver = (packet: DeliveryPacket, cb: () => void) => void
+interface DeliveryPacket { topic: string, qos: 0 | 1 | 2, brokerId?: string | null, brokerCounter?: number }
+/** What an Aedes Client has and its types leave out (lib/client.js). */
+interface ClientPrivates {
+  broker: Aedes
+  conn: Duplex
+  deliver0: Deliver
+  deliverQoS: Deliver
+  duplicates: Record<string, number>
+  subscriptions: Record<string, { qos: number }>
+  connackSent: boolean
+  _disconnected: boolean
+  _nextBatch(): void
+  _parser: object
+  pause(): void
+}
+interface PublishPacket { qos: number, brokerId?: string, brokerCounter?: number, [EARLY]?: (done: Callback) => void }
+type Publish = (packet: PublishPacket, client?: Client | null | Callback, done?: Callback) => void
+/** What an Aedes instance (aedes.js) and its mqemitter have and the types leave out. */
+interface AedesPrivates {
+  id: string
+  counter: number
+  publish: Publish
+  clients: Record<string, Client>
+  mq: {
+    emit(message: { brokerId?: string, brokerCounter?: number }, cb?: () => void): void
+    length: number
+    current: number
+    _messageQueue: unknown
+    _messageCallbacks: unknown
+  }
+}
+const clientPrivates = (client: Client): ClientPrivates => client as unknown as ClientPrivates
+const brokerPrivates = (broker: Aedes): AedesPrivates => broker as unknown as AedesPrivates
+
+const EARLY = Symbol('switchyard.publishedBeforeAck')
+
+/**
+ * Issue 9 finding 1. Aedes 1.2 (lib/handlers/publish.js, QoS 1) writes the
+ * PUBACK and only then calls broker.publish, which stores the message
+ * (retained, offline queues): a kill -9 lost acknowledged messages. QoS 2 is
+ * safe, its PUBREC follows the store. Returned here is what authorizePublish
+ * calls for a client's QoS 1 PUBLISH instead of its callback: it publishes
+ * the message itself and calls `ack` (which lets Aedes write the PUBACK) once
+ * every store is done, that is when Aedes emits it to the subscribers
+ * (emitPacket follows storeRetained and enqueueOffline). A store error is
+ * passed to `ack`, and Aedes closes the connection unacknowledged. The second
+ * broker.publish of the same packet, from enqueuePublish, is then a no-op
+ * that completes with the first, so the read loop still waits for the
+ * deliveries (flow control) and the `published` hook runs once.
+ * [MQTT-4.6.0-2] PUBACKs go out in the order the PUBLISHes came in, though
+ * stores may finish out of order.
+ */
+export function ackAfterStore (broker: Aedes): (client: Client, packet: object, ack: Callback) => void {
+  const aedes = brokerPrivates(broker)
+  const stored = new Map<number, () => void>()
+  const emit = aedes.mq.emit
+  aedes.mq.emit = function (message, cb) {
+    if (message.brokerId === aedes.id && message.brokerCounter !== undefined) {
+      const release = stored.get(message.brokerCounter)
+      if (release !== undefined) {
+        stored.delete(message.brokerCounter)
+        release()
+      }
+    }
+    return emit.call(this, message, cb)
+  }
+  const publish = aedes.publish
+  aedes.publish = function (packet, client, done) {
+    const early = packet[EARLY]
+    if (early === undefined) return publish.call(this, packet, client, done)
+    delete packet[EARLY]
+    early(typeof client === 'function' ? client : done ?? (() => {}))
+  }
+  interface Slot { settled: boolean, err: Error | null, ack: Callback }
+  const queues = new WeakMap<Client, Slot[]>()
+  const settle = (queue: Slot[], slot: Slot, err: Error | null) => {
+    if (slot.settled) return
+    slot.settled = true
+    slot.err = err
+    while (queue.length > 0 && queue[0]!.settled) {
+      const head = queue.shift()!
+      head.ack(head.err)
+    }
+  }
+
+  return (client, p, ack) => {
+    const packet = p as PublishPacket
+    // Numbered now, not in Aedes's Packet copy, so the emit can be matched
+    // to this packet: Packet keeps a brokerId and brokerCounter it is given.
+    packet.brokerId = aedes.id
+    const counter = packet.brokerCounter = ++aedes.counter
+    let queue = queues.get(client)
+    if (queue === undefined) queues.set(client, queue = [])
+    const slot: Slot = { settled: false, err: null, ack }
+    queue.push(slot)
+    stored.set(counter, () => settle(queue, slot, null))
+    let finished: { err: Error | null } | undefined
+    const waiting: Callback[] = []
+    packet[EARLY] = done => finished ? done(finished.err) : waiting.push(done)
+    publish.call(aedes, packet, client, err => {
+      stored.delete(counter)
+      finished = { err: err ?? null }
+      // Not emitted: a store failed. Never acknowledge that.
+      settle(queue, slot, err ?? null)
+      for (const done of waiting.splice(0)) done(finished.err)
+    })
+  }
+}
+
+/**
+ * Issue 9 findings 5a, 5c and 5d: what Aedes's per-client delivery functions
+ * get wrong. Wraps deliver0 and deliverQoS (which subscriptions capture when
+ * they are made, so this runs before the client can subscribe) and routes
+ * every delivery itself:
+ * - 5d, [MQTT-3.8.4-6], [MQTT-3.3.5-1]: the QoS of a delivery is the lesser
+ *   of the message's and the maximum granted over the client's matching
+ *   subscriptions (grantedQoS). Aedes looked only at subscriptions[topic],
+ *   so a QoS 1 subscriber to dg/# was sent QoS 2.
+ * - 5a, aedes #955/#994: see dedupeByHistory.
+ * - 5c, [MQTT-3.2.0-1]: see holdUntilConnack.
+ */
+export function patchDeliveries (client: Client, stream: Duplex): void {
+  const c = clientPrivates(client)
+  const deliver0 = c.deliver0
+  const deliverQoS = c.deliverQoS
+  const isDuplicate = dedupeByHistory(c)
+  const hold = holdUntilConnack(c, stream)
+  const route = (entryQoS: 0 | 1 | 2): Deliver => (packet, cb) => {
+    // Each subscription's delivery gets its own copy (handlePacketSubscription), so it may be changed.
+    if (packet.qos > 0) packet.qos = Math.min(packet.qos, grantedQoS(c, packet.topic) ?? entryQoS) as 0 | 1 | 2
+    if (isDuplicate(packet)) {
+      setImmediate(cb)
+      return
+    }
+    // Aedes's deliverQoS hands a QoS 0 packet to client.deliver0, which is this again: go direct.
+    hold(() => (packet.qos === 0 ? deliver0 : deliverQoS)(packet, cb), cb)
+  }
+  c.deliver0 = route(0)
+  c.deliverQoS = route(2)
+}
+
+/**
+ * The maximum QoS granted over the client's subscriptions that match `topic`
+ * (undefined if none does: an unsubscribe raced the delivery).
+ */
+export function grantedQoS (client: { subscriptions: Record<string, { qos: number }> }, topic: string): number | undefined {
+  let max: number | undefined
+  for (const filter in client.subscriptions) {
+    if (!topicMatches(filter, topic)) continue
+    const qos = client.subscriptions[filter]!.qos
+    if (max === undefined || qos > max) max = qos
+    if (max === 2) break
+  }
+  return max
+}
+
+// Copies of one message for overlapping subscriptions come from one mqemitter
+// dispatch, which calls every matching listener synchronously: they are next
+// to each other. 8 covers that with a margin, for a few bytes per client.
+const HISTORY = 8
+
+/**
+ * Aedes's dedupe() (lib/client.js) drops a message whose brokerCounter is
+ * lower than the last one the client was sent. Counters are taken when a
+ * message is published, but QoS 1/2 messages wait for the offline-queue
+ * store before they are emitted while QoS 0 ones do not, so a QoS 0 message
+ * overtook them and real messages were dropped (aedes #955, #994: 102-183 of
+ * 3,000 acknowledged QoS 1 in the issue, 207 here, LevelDB). What dedupe is for is the same
+ * message reaching a client twice, through overlapping subscriptions (or
+ * several emitters in a cluster): the same brokerId and brokerCounter. So,
+ * as aedes PR #972 does, remember the last HISTORY counters per brokerId
+ * and drop only those; and neutralize Aedes's watermark (its reads of
+ * client.duplicates find nothing, so every counter passes). Retained replays
+ * carry brokerId null and are never deduplicated, as in Aedes.
+ */
+export function dedupeByHistory (client: { duplicates: Record<string, number> }): (packet: DeliveryPacket) => boolean {
+  client.duplicates = new Proxy(Object.create(null) as Record<string, number>, { get: () => undefined, set: () => true })
+  const seen = new Map<string, { ring: number[], next: number }>()
+  return packet => {
+    const id = packet.brokerId
+    const counter = packet.brokerCounter
+    if (!id || counter === undefined) return false
+    let history = seen.get(id)
+    if (history === undefined) seen.set(id, history = { ring: [], next: 0 })
+    if (history.ring.includes(counter)) return true
+    history.ring[history.next] = counter
+    history.next = (history.next + 1) % HISTORY
+    return false
+  }
+}
+
+/**
+ * [MQTT-3.2.0-1] the first packet from the server is CONNACK. Aedes's
+ * connect.js restores a persistent session's subscriptions, then stores the
+ * will and registers the client, and only then writes CONNACK: a message
+ * published meanwhile was written first, and MQTT.js never completed the
+ * connect. Deliveries before CONNACK wait, in order, until Aedes has written
+ * it (client.connackSent); if the connection closes first they are released
+ * undelivered (QoS 1/2 to a persistent session stay in its stored queue).
+ * They keep their mqemitter slot meanwhile, as a slow socket would.
+ */
+export function holdUntilConnack (client: { connackSent: boolean, broker: Aedes }, stream: Duplex): (deliver: () => void, release: () => void) => void {
+  let held: Array<{ deliver: () => void, release: () => void }> | undefined = []
+  const flush = (sent: boolean) => {
+    const waiting = held ?? []
+    held = undefined
+    connackWaiters.delete(client)
+    for (const h of waiting) sent ? h.deliver() : h.release()
+  }
+  watchConnacks(client.broker)
+  stream.once('close', () => flush(false))
+  return (deliver, release) => {
+    if (held !== undefined && client.connackSent) flush(true)
+    if (held === undefined) {
+      deliver()
+      return
+    }
+    held.push({ deliver, release })
+    connackWaiters.set(client, () => flush(true))
+  }
+}
+
+// Aedes sets client.connackSent in the CONNACK's write callback, and emits
+// 'connackSent' then. One listener per broker, not one per connecting client.
+const connackWaiters = new WeakMap<object, () => void>()
+const watched = new WeakSet<Aedes>()
+function watchConnacks (broker: Aedes): void {
+  if (watched.has(broker)) return
+  watched.add(broker)
+  broker.on('connackSent', (_packet: unknown, client: object) => connackWaiters.get(client)?.())
+}
+
+/*
+ * Accessors for the rest of the broker: each private Aedes or mqemitter
+ * member that src/broker/ reads or writes outside the patches above, behind
+ * one named function. The other modules import the Aedes types from here,
+ * so that only aedes.ts (the adapter) and this file name 'aedes'.
+ */
+export type { Aedes, AedesOptions, AedesPublishPacket, Client } from 'aedes'
+
+/** The registered clients. aedes.clients (id → Client) is untyped, and Aedes has no API listing its clients. */
+export function connectedClients (broker: Aedes): Client[] {
+  return Object.values(brokerPrivates(broker).clients)
+}
+
+/** The registered client with this id, if any (aedes.clients). */
+export function clientById (broker: Aedes, clientId: string): Client | undefined {
+  return brokerPrivates(broker).clients[clientId]
+}
+
+/** The client's topic filters: client.subscriptions (filter → { qos }) has no public accessor. */
+export function subscriptionFilters (client: Client): string[] {
+  return Object.keys(clientPrivates(client).subscriptions)
+}
+
+/** How many subscriptions the client holds, without building the list. */
+export function subscriptionCount (client: Client): number {
+  let n = 0
+  for (const _ in clientPrivates(client).subscriptions) n++
+  return n
+}
+
+/**
+ * Whether the client ended with a DISCONNECT packet: client._disconnected,
+ * which Aedes sets in handlers/disconnect.js (it is what skips the will).
+ */
+export function disconnectedByPacket (client: Client): boolean {
+  return clientPrivates(client)._disconnected
+}
+
+/** Stop the client's read loop (client.pause(), untyped): close() stops input with it. */
+export function pauseInput (client: Client): void {
+  clientPrivates(client).pause()
+}
+
+/**
+ * Restart the client's read loop: client._nextBatch reads from its stream
+ * and parses what it finds. After read() held nothing back (see pause() in
+ * aedes.ts), nothing else restarts it: 'readable' has already fired.
+ */
+export function readNextBatch (client: Client): void {
+  clientPrivates(client)._nextBatch()
+}
+
+/**
+ * Wraps the client's two delivery functions, deliver0 (QoS 0) and
+ * deliverQoS (QoS 1/2; it hands a QoS 0 packet to deliver0). A subscription
+ * captures them when it is made (handlers/subscribe.js), so this must run
+ * before the client can subscribe: right after aedes.handle().
+ */
+export function wrapDeliveries (client: Client, wrap: (deliver: Deliver) => Deliver): void {
+  const c = clientPrivates(client)
+  c.deliver0 = wrap(c.deliver0)
+  c.deliverQoS = wrap(c.deliverQoS)
+}
+export type { Deliver }
+
+/**
+ * Messages mqemitter still has to dispatch: queued (mq.length) and in
+ * dispatch (mq.current, against its concurrency). Neither is in Aedes's types.
+ */
+export function emitterBacklog (broker: Aedes): number {
+  const mq = brokerPrivates(broker).mq
+  return mq.length + mq.current
+}
+
+/**
+ * mqemitter's backlog is two Arrays, mq._messageQueue and
+ * mq._messageCallbacks, drained with shift(): quadratic under fan-in. Swap
+ * in queues with the same push/shift/length and an O(1) shift (fifo.ts).
+ */
+export function replaceEmitterQueues (broker: Aedes, makeQueue: () => { push(item: unknown): number, shift(): unknown, readonly length: number }): void {
+  const mq = brokerPrivates(broker).mq
+  mq._messageQueue = makeQueue()
+  mq._messageCallbacks = makeQueue()
+}
+
+/**
+ * Writes a CONNACK with `returnCode` on the client's connection, before
+ * Aedes answers: from preConnect, where Aedes 1.2 can only close without a
+ * CONNACK. Fixed header 0x20, remaining length 2, session present 0.
+ * `then` runs once it is flushed, so the close that follows does not lose it.
+ */
+export function writeConnack (client: Client, returnCode: number, then: () => void): void {
+  clientPrivates(client).conn.write(Buffer.from([0x20, 0x02, 0x00, returnCode]), () => then())
+}
+
+const MARK = Symbol('switchyard.mark')
+
+/**
+ * Marks a packet given to aedes.publish() so that the `published` hook can
+ * tell it apart: Aedes hands that hook the very object it was given
+ * (PublishState.packet), not its Packet copy, so a symbol property rides along.
+ */
+export function markPacket<T> (packet: AedesPublishPacket, mark: T): void {
+  (packet as { [MARK]?: T })[MARK] = mark
+}
+
+/** The mark markPacket() put on the packet the `published` hook receives, if any. */
+export function packetMark<T> (packet: AedesPublishPacket): T | undefined {
+  return (packet as { [MARK]?: T })[MARK]
+}
+
+/**
+ * The client id on a will Aedes publishes for a client of a dead or previous
+ * broker (aedes.js checkAndPublish): the stored will keeps `clientId`, and
+ * the `published` hook gets no client for it.
+ */
+export function willClientId (packet: AedesPublishPacket): string | undefined {
+  return (packet as { clientId?: string }).clientId
+}
+
+/**
+ * The mqtt-packet Parser the client reads its packets with (client._parser),
+ * for the guards in connection.ts, which wrap its own private methods
+ * (_parseLength, _parseString, _newPacket) to check each packet as it is
+ * decoded, before Aedes sees it.
+ */
+export function clientParser (client: Client): object {
+  return clientPrivates(client)._parser
+}
+
+/**
+ * Whether a packet reaching authorizeForward is a retained message replayed
+ * to a new subscription: Aedes sets brokerId null on those
+ * (handlers/subscribe.js), while a live message, or one from a stored
+ * offline queue, keeps the brokerId it was published with.
+ */
+export function isRetainedReplay (packet: AedesPublishPacket): boolean {
+  return !packet.brokerId
+}
+
+/**
+ * Aedes emits 'error' (an EventEmitter's, so fatal without a listener) when
+ * the store fails while a message is routed: enqueueOffline's
+ * subscriptionsByTopic. Its types list only clientError/connectionError.
+ */
+export function onRoutingError (broker: Aedes, listener: (err: Error) => void): void {
+  ;(broker as unknown as NodeJS.EventEmitter).on('error', listener)
+}

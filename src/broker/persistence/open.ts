@@ -1,0 +1,57 @@
+/*
+ * Opens the configured store, bare: memory (aedes-persistence) or LevelDB
+ * (aedes-persistence-level). What Switchyard adds on top is in the layers
+ * beside this file, stacked by wrapPersistence (../persistence.ts).
+ */
+import { mkdirSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { Level } from 'level'
+import type { Config } from '../../config.js'
+import { SwitchyardError } from '../../errors.js'
+import type { AedesPersistence } from './store.js'
+
+const require = createRequire(import.meta.url)
+// The package's main export wraps this class in a callback API that Aedes 1.x
+// rejects (it requires an async setup()); the async class is the real one.
+const LevelPersistence = require('aedes-persistence-level/asyncPersistence.js') as new (db: Level<string, Buffer>) => AedesPersistence
+const memoryPersistence = require('aedes-persistence') as () => AedesPersistence
+
+/** What operations need from the store, beside Aedes's own use. */
+export interface StoreHealth {
+  /** Writes and deletes a key; rejects when the store cannot be written. */
+  probe(): Promise<void>
+}
+
+export interface OpenedStore {
+  store: AedesPersistence
+  probe: StoreHealth['probe']
+}
+
+export async function openPersistence (config: Config['persistence']): Promise<OpenedStore> {
+  if (config.type === 'memory') return { store: memoryPersistence(), probe: async () => {} }
+  mkdirSync(config.path, { recursive: true })
+  const db = new Level<string, Buffer>(config.path, { valueEncoding: 'buffer' })
+  try {
+    await db.open()
+  } catch (err) {
+    // LevelDB holds an exclusive lock: the usual cause is a second broker on the same directory.
+    const cause = (err as { cause?: Error }).cause ?? err
+    throw new SwitchyardError('ERR_PERSISTENCE',
+      `persistence.path: cannot open LevelDB at ${config.path}: ${(cause as Error).message}; ` +
+      'is another broker using this directory? Stop it or choose another path', { cause: err })
+  }
+  // The probe key sorts apart from aedes-persistence-level's own prefixes.
+  // 16 KiB: a few bytes would fit in the log file's last allocated page and
+  // succeed on a full disk; this much needs new space, as a real message would.
+  const probeValue = Buffer.alloc(16 * 1024, 0x2e)
+  // Earlier versions stored $SYS/ retained messages here; they are stale now
+  // (sys-retained.ts keeps them in memory).
+  await db.clear({ gte: 'retained:$SYS/', lt: 'retained:$SYS0' })
+  return {
+    store: new LevelPersistence(db),
+    probe: async () => {
+      await db.put('~switchyard-health', probeValue)
+      await db.del('~switchyard-health')
+    }
+  }
+}

@@ -1,0 +1,41 @@
+/*
+ * The one tap: Aedes's `published` hook. Every message Aedes routes reaches
+ * it once, whoever published it (a client, its will, core.publish()); here it
+ * is counted and handed to the bus as a Message with its origin.
+ */
+import type { Bus } from '../bus.js'
+import { NO_CHAIN, type Origin } from '../message.js'
+import { DROP_PREFIX, SYS_PREFIX } from './auth-hooks.js'
+import type { Counters } from './counters.js'
+import { markPacket, packetMark, willClientId, type AedesOptions, type AedesPublishPacket, type Client } from './internals.js'
+import type { ClientRegistry } from './registry.js'
+
+/** Where core.publish() puts a message's origin: on its packet, for the tap. */
+export function markOrigin (packet: AedesPublishPacket, origin: Origin): void {
+  markPacket(packet, origin)
+}
+
+export function createPublishedHook (counters: Counters, bus: Bus, registry: ClientRegistry): NonNullable<AedesOptions['published']> {
+  // core.publish() marks its packets with their origin; unmarked ones are a
+  // client's (its PUBLISH or will), or a will of a previous run's client
+  // (client null), or Aedes's own $SYS/<id>/ traffic, which nobody receives.
+  const originOf = (packet: AedesPublishPacket, client: Client | null): Origin | undefined => {
+    const marked = packetMark<Origin>(packet)
+    if (marked !== undefined) return marked
+    if (client) return { kind: 'client', clientId: client.id, username: registry.of(client).username, chain: NO_CHAIN }
+    if (packet.topic.startsWith(SYS_PREFIX)) return undefined
+    return { kind: 'client', clientId: willClientId(packet) ?? null, username: null, chain: NO_CHAIN }
+  }
+  return (packet, client, callback) => {
+    if (client) {
+      counters.publishReceived[packet.qos]++
+      counters.publishBytesReceived += packet.payload.length
+    }
+    // Skipped while nothing listens: no Message built.
+    if (!bus.idle && !packet.topic.startsWith(DROP_PREFIX)) {
+      const origin = originOf(packet, client)
+      if (origin !== undefined) bus.dispatch({ topic: packet.topic, payload: packet.payload as Buffer, qos: packet.qos, retain: packet.retain, origin })
+    }
+    callback(null)
+  }
+}
