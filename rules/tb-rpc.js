@@ -4,6 +4,7 @@
 //   devices/SN-001/rpc/request/<requestId>  {"method":"setValue","params":"42"}
 // One-way (the default): the device gets {"value":42} on
 //   tb/mqtt-integration-tutorial/sensors/SN-001/rx
+// A request without params fails (counted, logged), as in the tutorial.
 // Two-way ("twoway": true in the request): it goes to .../rx/twoway, and the
 // device's reply on .../rx/response ({"rpcReceived":"OK"}) comes back to the
 // application on devices/SN-001/rpc/response/<requestId>.
@@ -27,6 +28,9 @@ export function convert (msg) {
 }
 
 function request (device, requestId, rpc) {
+  // As the tutorial's downlink converter, parseInt(msg.params.replace(...)),
+  // a request without params fails: the device gets nothing, not {}.
+  if (rpc.params === undefined || rpc.params === null) throw new Error(`RPC request ${requestId} for ${device} has no params; nothing was sent to the device`)
   // ThingsBoard's knob sends params as a quoted number: "42"
   const value = typeof rpc.params === 'string' ? parseInt(rpc.params.replace(/"/g, ''), 10) : rpc.params
   const base = `tb/mqtt-integration-tutorial/sensors/${device}/rx`

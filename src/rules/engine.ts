@@ -1,100 +1,99 @@
 /*
  * The rules engine, in the broker process. A message's path (docs/rules.md):
  *
- *   accepted PUBLISH ─► route ─► admit ─► host.convert ─► settle ─► publish outputs
- *                         ▲                                             │
- *                         └──────── outputs, with provenance ◄──────────┘
+ *   1. match    router.ts    one trie walk finds every rule whose filters match
+ *   2. admit    admit.ts     provenance and maxHops (loopDropped); suspended or
+ *                            too far behind (skipped); flow.ts pauses a publisher
+ *                            that feeds a long backlog
+ *   3. convert  the RuleRunner (host-process.ts: the rule host process), batched
+ *   4. settle   settle.ts    counts the result; suspend.ts after failures in a row
+ *   5. publish  publish.ts   outputs in input order, with the rule added to
+ *                            the message's provenance chain (origin.chain)
  *
- * Conversions run in the rule host process (host-client.ts), never on this
- * event loop, so a slow rule cannot stall a client.
+ * Every message enters at route(), from the bus (src/bus.ts): a client's, the
+ * application's and a rule's output alike, so a chain (telemetry feeding an
+ * alert rule) comes back to 1 through the bus like any other message. The
+ * runner, the rule source and the feed are handed in (contracts.ts), so this
+ * file is policy only; conversions never run on this event loop.
  */
 import type { Logger } from 'pino'
 import type { Config } from '../config.js'
-import type { HostResult } from './host-client.js'
-import { RuleHost } from './host-client.js'
-import { RuleFiles, type RuleFileChange } from './loader.js'
+import { SwitchyardError } from '../errors.js'
+import { admit } from './admit.js'
+import type { Message } from '../message.js'
+import type { Feed, FlowTarget, Publisher, RuleFileChange, RuleRunner, RuleSource, RunResult } from './contracts.js'
+import { FlowControl } from './flow.js'
+import { resolveOutput } from './outputs.js'
 import type { RawOutput, RuleMessage } from './protocol.js'
+import { publishInOrder } from './publish.js'
 import { Router } from './router.js'
+import { RuleLog } from './rule-log.js'
+import { settle, type Settled } from './settle.js'
 import { RuleState, type RuleStateView } from './state.js'
-import { outputsProblem, resolveOutput } from './outputs.js'
+import { StatusBoard } from './status.js'
+import { resetSuspension, SUSPEND_AFTER } from './suspend.js'
 import { ruleNameProblem } from './validate.js'
 
-/** A message entering the rules: a client's accepted publish, or a rule's output. */
-export interface Inbound {
-  topic: string
-  payload: Buffer | Uint8Array | string
-  qos: 0 | 1 | 2
-  retain: boolean
-  clientId: string | null
-  username: string | null
-}
-
-export interface Publisher {
-  publish(message: { topic: string, payload: string | Uint8Array, qos: 0 | 1 | 2, retain: boolean }): Promise<void>
-}
+export type { Feed, Publisher } from './contracts.js'
 
 export interface EngineOptions {
   config: Config['rules']
   maxPacketSize: number
+  /** Runs the rules: the rule host process (host-process.ts) in production. */
+  runner: RuleRunner
+  /** Reports rule files and their changes: the rules directory (loader.ts) in production. */
+  source: RuleSource
   publisher: Publisher
   logger: Logger
   /** Called with each conversion's execution time, for metrics. */
   onDuration?: (rule: string, ms: number) => void
   /** Flow control: stop and restart reading from a publishing client. */
-  flow?: { pause(clientId: string): void, resume(clientId: string): void }
+  flow?: FlowTarget
+  /**
+   * Where messages come from: the bus. The engine taps it only while it has
+   * rules, so a broker without rules builds no message for them. Without a
+   * feed, messages enter through route() alone (unit tests).
+   */
+  feed?: Feed
 }
-
-/** Failures in a row that suspend a rule. */
-const SUSPEND_AFTER = 5
-const FIRST_BACKOFF_MS = 1000
-const MAX_BACKOFF_MS = 60_000
-/**
- * Flow control: when this many conversions wait for one rule, the clients
- * feeding it are paused (TCP slows them down) until the backlog is down to
- * RESUME_BELOW. Only sources that cannot be paused (broker.publish(), rule
- * outputs) can reach MAX_PENDING_PER_RULE, beyond which matches are skipped.
- */
-const PAUSE_ABOVE = 2_000
-const RESUME_BELOW = 500
-const MAX_PENDING_PER_RULE = 10_000
-const STATUS_INTERVAL_MS = 1000
-const STATUS_PREFIX = '$SYS/switchyard/rules/'
 
 export class RulesEngine {
   readonly #config: Config['rules']
   readonly #maxPacketSize: number
+  readonly #runner: RuleRunner
+  readonly #source: RuleSource
   readonly #publisher: Publisher
   readonly #logger: Logger
   readonly #onDuration: ((rule: string, ms: number) => void) | undefined
-  readonly #flow: EngineOptions['flow']
-  /** How many rules hold each paused client. */
-  readonly #pausedBy = new Map<string, number>()
+  readonly #flow: FlowControl
   readonly #router = new Router()
   readonly #rules = new Map<string, RuleState>()
-  readonly #host: RuleHost
-  readonly #files: RuleFiles
-  readonly #dirty = new Set<string>()
-  readonly #logBudget = new Map<string, { windowStart: number, used: number, suppressed: number }>()
-  #statusTimer: NodeJS.Timeout | undefined
+  readonly #status: StatusBoard
+  readonly #log: RuleLog
+  readonly #feed: Feed | undefined
+  #untap: (() => void) | undefined
   #closed = false
 
   constructor (options: EngineOptions) {
     this.#config = options.config
     this.#maxPacketSize = options.maxPacketSize
+    this.#runner = options.runner
+    this.#source = options.source
     this.#publisher = options.publisher
     this.#logger = options.logger.child({ component: 'rules' })
     this.#onDuration = options.onDuration
-    this.#flow = options.flow
-    // A host crash settles each lost conversion as 'crash': counted per rule there.
-    this.#host = new RuleHost({ logger: this.#logger })
-    this.#files = new RuleFiles(options.config.dir, changes => this.#apply(changes), this.#logger)
+    this.#flow = new FlowControl(options.flow)
+    this.#status = new StatusBoard(options.publisher, this.#logger, name => this.#rules.get(name)?.view())
+    this.#log = new RuleLog(this.#logger)
+    this.#feed = options.feed
   }
 
-  /** Loads every rule file, then watches the directory. */
+  /** Loads every rule, then watches for changes. Fails with ERR_RULES_HOST if the runner cannot start. */
   async start (): Promise<void> {
-    await this.#files.start()
-    this.#statusTimer = setInterval(() => this.#publishStatus(), STATUS_INTERVAL_MS)
-    this.#statusTimer.unref()
+    await this.#source.start(changes => this.#apply(changes))
+    const failed = this.#runner.startError
+    if (failed) throw failed instanceof SwitchyardError ? failed : new SwitchyardError('ERR_RULES_HOST', failed.message, { cause: failed })
+    this.#status.start()
   }
 
   /** Every rule's state. */
@@ -103,247 +102,166 @@ export class RulesEngine {
   }
 
   /** The rule host's process id, while it runs (for operators and tests). */
-  get hostPid (): number | undefined { return this.#host.pid }
+  get hostPid (): number | undefined { return this.#runner.pid }
 
-  /** Re-reads the rules directory now (the watcher does it on its own). */
+  /** Re-reads the rules now (the watcher does it on its own). */
   rescan (): Promise<void> {
-    return this.#files.rescan()
+    return this.#source.rescan()
   }
 
-  /** Routes one message through every matching rule. `chain` is its provenance: the rules that produced it. */
-  route (message: Inbound, chain: readonly string[] = []): void {
-    if (this.#closed) return
-    const names = this.#router.match(message.topic)
-    if (names.size === 0) return
+  /**
+   * Routes one message through every matching rule. Its provenance, the
+   * rules that produced it, is `origin.chain`. The broker's own $SYS/
+   * messages (origin 'broker') are not for rules.
+   */
+  route (message: Message): void {
+    if (this.#closed || message.origin.kind === 'broker') return
     let input: RuleMessage | undefined
-    for (const name of names) {
+    for (const name of this.#router.match(message.topic)) { // 1. match
       const rule = this.#rules.get(name)
-      if (!rule || rule.meta === undefined) continue
-      // A rule never sees a message it helped produce, and chains end at maxHops.
-      if (chain.length >= this.#config.maxHops || chain.includes(name)) {
-        rule.counters.loopDropped++
-        this.#dirty.add(name)
-        continue
-      }
-      rule.counters.matched++
-      this.#dirty.add(name)
-      if (rule.suspendedUntil > Date.now() || this.#host.inflight(name) >= MAX_PENDING_PER_RULE) {
-        rule.counters.skipped++
-        continue
-      }
+      if (rule?.meta === undefined || !this.#admit(rule, message.origin.chain)) continue
       input ??= toRuleMessage(message)
-      this.#host.convert(name, input, (result, ms) => this.#settle(rule, message, chain, result, ms))
-      if (message.clientId !== null && chain.length === 0 && this.#host.inflight(name) >= PAUSE_ABOVE) this.#hold(rule, message.clientId)
+      this.#convert(rule, input, message) // 4. settle and 5. publish follow when the result is back
     }
-  }
-
-  #hold (rule: RuleState, clientId: string): void {
-    if (!this.#flow || rule.holding.has(clientId)) return
-    rule.holding.add(clientId)
-    const n = (this.#pausedBy.get(clientId) ?? 0) + 1
-    this.#pausedBy.set(clientId, n)
-    if (n === 1) this.#flow.pause(clientId)
-  }
-
-  #release (rule: RuleState): void {
-    for (const clientId of rule.holding) {
-      const n = (this.#pausedBy.get(clientId) ?? 1) - 1
-      if (n > 0) this.#pausedBy.set(clientId, n)
-      else {
-        this.#pausedBy.delete(clientId)
-        this.#flow?.resume(clientId)
-      }
-    }
-    rule.holding.clear()
   }
 
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    for (const rule of this.#rules.values()) this.#release(rule)
-    clearInterval(this.#statusTimer)
-    this.#files.close()
-    await this.#host.close()
-    await Promise.all([...this.#rules.values()].map(r => r.publishTail))
+    this.#untap?.()
+    this.#flow.releaseAll()
+    this.#status.stop()
+    this.#source.close()
+    await this.#runner.close()
+    await Promise.all([...this.#rules.values()].map(r => r.lane.tail))
   }
 
-  #settle (rule: RuleState, input: Inbound, chain: readonly string[], result: HostResult, ms: number): void {
-    if (rule.holding.size > 0 && this.#host.inflight(rule.name) <= RESUME_BELOW) this.#release(rule)
+  // 2. admit
+  #admit (rule: RuleState, chain: readonly string[]): boolean {
+    const admission = admit(rule.name, rule, { chain, maxHops: this.#config.maxHops, backlog: this.#runner.inflight(rule.name), now: Date.now() })
+    this.#status.touch(rule.name)
+    if (admission === 'loopDropped') {
+      rule.counters.loopDropped++
+      return false
+    }
+    rule.counters.matched++
+    if (admission === 'skipped') rule.counters.skipped++
+    return admission === 'convert'
+  }
+
+  // 3. convert; only a client's own message can be paused at its source
+  #convert (rule: RuleState, input: RuleMessage, message: Message): void {
+    this.#runner.convert(rule.name, input, (result, ms) => this.#settle(rule, message, result, ms))
+    const { origin } = message
+    if (origin.kind === 'client' && origin.clientId !== null) this.#flow.queued(rule.name, origin.clientId, this.#runner.inflight(rule.name))
+  }
+
+  // 4. settle
+  #settle (rule: RuleState, input: Message, result: RunResult, ms: number): void {
+    this.#flow.settled(rule.name, this.#runner.inflight(rule.name))
     if (ms > 0) {
       rule.recordDuration(ms)
       this.#onDuration?.(rule.name, ms)
     }
-    this.#consoleLines(rule, result.logs)
-    this.#dirty.add(rule.name)
-    if (result.kind === 'ok') {
-      const problem = outputsProblem(result.outputs, this.#maxPacketSize)
-      if (problem === undefined) {
-        rule.streak = 0
-        rule.backoffMs = 0
-        if (result.outputs.length === 0) rule.counters.dropped++
-        for (const output of result.outputs) this.#emit(rule, input, chain, output)
-        return
-      }
-      this.#fail(rule, input, 'failed', problem)
-      return
-    }
-    const counter = result.kind === 'error' ? 'failed' : result.kind === 'timeout' ? 'timeouts' : result.kind === 'memory' ? 'memoryErrors' : 'hostCrashes'
-    this.#fail(rule, input, counter, result.error)
+    this.#log.console(rule.name, result.logs)
+    this.#status.touch(rule.name)
+    const settled = settle(rule, input.topic, result, this.#maxPacketSize, Date.now())
+    if (settled.kind === 'ok') for (const output of settled.outputs) this.#publish(rule, input, output)
+    else if (settled.kind === 'failed') this.#failed(rule, input, settled)
   }
 
-  #emit (rule: RuleState, input: Inbound, chain: readonly string[], output: RawOutput): void {
+  // 5. publish; the bus brings it back to route() (chains, such as telemetry feeding an alert rule)
+  #publish (rule: RuleState, input: Message, output: RawOutput): void {
     rule.counters.outputs++
-    const message = resolveOutput(output, rule.meta?.qos, input.qos)
-    // Outputs go through the rules again: chains, such as telemetry feeding an alert rule.
-    const next = () => this.route({ ...message, clientId: input.clientId, username: input.username }, [...chain, rule.name])
-    const published = (p: Promise<void>) => p.catch(err => {
-      this.#logger.warn({ rule: rule.name, topic: message.topic, err: (err as Error).message }, 'rule output could not be published')
-    })
-    // Outputs keep the order of their inputs. A QoS 0, non-retained publish
-    // is dispatched by Aedes in call order, so it goes at once; one that
-    // waits on storage (retain, QoS 1/2) could be overtaken, so it and all
-    // that follow it wait for the one before. (Waiting for every publish
-    // held a rule to one output per event-loop turn: ~30k/s.)
-    if (rule.waiting === 0 && message.qos === 0 && !message.retain) {
-      rule.publishTail = published(this.#publisher.publish(message))
-      next()
-      return
+    const resolved = resolveOutput(output, rule.meta?.qos, input.qos)
+    const { clientId, username, chain } = input.origin
+    const message: Message = {
+      topic: resolved.topic,
+      payload: typeof resolved.payload === 'string' ? Buffer.from(resolved.payload) : Buffer.from(resolved.payload.buffer, resolved.payload.byteOffset, resolved.payload.byteLength),
+      qos: resolved.qos,
+      retain: resolved.retain,
+      origin: { kind: 'rule', clientId, username, rule: rule.name, chain: [...chain, rule.name] }
     }
-    rule.waiting++
-    rule.publishTail = rule.publishTail
-      .then(() => published(this.#publisher.publish(message)))
-      .then(next)
-      .finally(() => { rule.waiting-- })
+    publishInOrder(rule.lane, message, m => this.#publisher.publish(m).catch(err => {
+      this.#logger.warn({ rule: rule.name, topic: m.topic, err: (err as Error).message }, 'rule output could not be published')
+    }))
   }
 
-  #fail (rule: RuleState, input: Inbound, counter: 'failed' | 'timeouts' | 'memoryErrors' | 'hostCrashes', error: string): void {
-    rule.counters[counter]++
-    rule.recordError(input.topic, error)
-    rule.streak++
-    if (this.#shouldLog(rule.name)) {
-      this.#logger.warn({ rule: rule.name, topic: input.topic, clientId: input.clientId, payload: preview(input.payload), kind: counter, error }, 'rule failed')
-    }
-    if (rule.streak >= SUSPEND_AFTER && rule.suspendedUntil <= Date.now()) this.#suspend(rule)
-  }
-
-  // Suspended with backoff, never forever: it resumes by itself, and a
-  // success resets the backoff.
-  #suspend (rule: RuleState): void {
-    rule.backoffMs = Math.min(rule.backoffMs === 0 ? FIRST_BACKOFF_MS : rule.backoffMs * 2, MAX_BACKOFF_MS)
-    rule.suspendedUntil = Date.now() + rule.backoffMs
-    rule.streak = 0
-    this.#logger.warn({ rule: rule.name, forMs: rule.backoffMs }, `rule suspended after ${SUSPEND_AFTER} failures in a row; it resumes by itself`)
-    this.#publishOne(rule)
+  #failed (rule: RuleState, input: Message, failure: Extract<Settled, { kind: 'failed' }>): void {
+    this.#log.failure(rule.name, input, failure.counter, failure.error)
+    const forMs = failure.suspendedForMs
+    if (forMs === undefined) return
+    this.#logger.warn({ rule: rule.name, forMs }, `rule suspended after ${SUSPEND_AFTER} failures in a row; it resumes by itself`)
+    this.#status.publish(rule.name)
     setTimeout(() => {
       if (this.#closed || this.#rules.get(rule.name) !== rule) return
       this.#logger.info({ rule: rule.name }, 'rule resumed')
-      this.#publishOne(rule)
-    }, rule.backoffMs + 1).unref()
+      this.#status.publish(rule.name)
+    }, forMs + 1).unref()
   }
 
   async #apply (changes: RuleFileChange[]): Promise<void> {
-    await Promise.all(changes.map(change => this.#applyOne(change)))
+    await Promise.all(changes.map(change => change.kind === 'removed' ? this.#remove(change.name) : this.#load(change)))
+    this.#tapWhileRules()
   }
 
-  async #applyOne (change: RuleFileChange): Promise<void> {
-    const { name, file } = change
-    if (change.kind === 'removed') {
-      const rule = this.#rules.get(name)
-      if (!rule) return
-      this.#router.delete(name)
-      this.#rules.delete(name)
-      this.#release(rule)
-      this.#host.unload(name)
-      this.#logger.info({ rule: name }, 'rule removed')
-      // Clear the retained status.
-      await this.#publisher.publish({ topic: STATUS_PREFIX + name, payload: '', qos: 0, retain: true }).catch(() => {})
-      return
+  // The feed costs a Message per routed message: taken only while some rule can match.
+  #tapWhileRules (): void {
+    if (this.#feed === undefined || this.#closed) return
+    if (this.#router.size > 0) this.#untap ??= this.#feed.tap(message => this.route(message))
+    else if (this.#untap) {
+      this.#untap()
+      this.#untap = undefined
     }
+  }
+
+  async #remove (name: string): Promise<void> {
+    if (!this.#rules.has(name)) return
+    this.#router.delete(name)
+    this.#rules.delete(name)
+    this.#flow.release(name)
+    this.#runner.unload(name)
+    this.#logger.info({ rule: name }, 'rule removed')
+    await this.#status.clear(name)
+  }
+
+  async #load ({ name, file, source, hash }: Extract<RuleFileChange, { kind: 'changed' }>): Promise<void> {
     let rule = this.#rules.get(name)
-    if (!rule) {
-      rule = new RuleState(name, file)
-      this.#rules.set(name, rule)
-    }
-    rule.sourceHash = change.hash
+    if (!rule) this.#rules.set(name, rule = new RuleState(name, file))
+    rule.sourceHash = hash
     const nameProblem = ruleNameProblem(name)
     const outcome = nameProblem
       ? { ok: false as const, error: nameProblem }
-      : await this.#host.load(name, change.source, { timeoutMs: this.#config.timeoutMs, memoryLimitMb: this.#config.memoryLimitMb })
-    if (this.#rules.get(name) !== rule || rule.sourceHash !== change.hash) return // superseded meanwhile
+      : await this.#runner.load(name, source, { timeoutMs: this.#config.timeoutMs, memoryLimitMb: this.#config.memoryLimitMb })
+    if (this.#rules.get(name) !== rule || rule.sourceHash !== hash) return // superseded meanwhile
     if (outcome.ok) {
       const reloaded = rule.meta !== undefined
       rule.meta = outcome.meta
       rule.loadedAt = new Date()
       rule.error = null
-      // New code starts afresh.
-      rule.streak = 0
-      rule.backoffMs = 0
-      rule.suspendedUntil = 0
+      resetSuspension(rule) // new code starts afresh
       this.#router.set(name, outcome.meta.topics)
       this.#logger.info({ rule: name, topics: outcome.meta.topics }, reloaded ? 'rule reloaded' : 'rule loaded')
     } else {
       rule.error = rule.meta ? `reload failed; the previous version keeps running: ${outcome.error}` : outcome.error
-      rule.recordError(file, outcome.error)
+      rule.recordLoadError(file, outcome.error)
       this.#logger.error({ rule: name, file, error: outcome.error }, rule.meta ? 'rule file failed to load; keeping the previous version' : 'rule file failed to load')
     }
-    this.#publishOne(rule)
-  }
-
-  #publishStatus (): void {
-    for (const name of this.#dirty) {
-      const rule = this.#rules.get(name)
-      if (rule) this.#publishOne(rule)
-    }
-    this.#dirty.clear()
-  }
-
-  #publishOne (rule: RuleState): void {
-    if (this.#closed) return
-    this.#dirty.delete(rule.name)
-    this.#publisher.publish({ topic: STATUS_PREFIX + rule.name, payload: JSON.stringify(rule.view()), qos: 0, retain: true })
-      .catch(err => this.#logger.debug({ err: (err as Error).message }, 'rule status not published'))
-  }
-
-  // console.* from rules, at most 20 lines per rule per second.
-  #consoleLines (rule: RuleState, lines: Array<[string, string]>): void {
-    for (const [level, text] of lines) {
-      if (!this.#shouldLog(rule.name)) continue
-      const log = level === 'error' ? 'error' : level === 'warn' ? 'warn' : level === 'debug' ? 'debug' : 'info'
-      this.#logger[log]({ rule: rule.name }, text)
-    }
-  }
-
-  #shouldLog (rule: string): boolean {
-    const now = Date.now()
-    let budget = this.#logBudget.get(rule)
-    if (!budget || now - budget.windowStart >= 1000) {
-      if (budget && budget.suppressed > 0) this.#logger.warn({ rule, suppressed: budget.suppressed }, 'rule log lines suppressed (more than 20 a second)')
-      budget = { windowStart: now, used: 0, suppressed: 0 }
-      this.#logBudget.set(rule, budget)
-    }
-    if (budget.used < 20) { budget.used++; return true }
-    budget.suppressed++
-    return false
+    this.#status.publish(name)
   }
 }
 
-function toRuleMessage (m: Inbound): RuleMessage {
+function toRuleMessage (m: Message): RuleMessage {
   return {
     topic: m.topic,
     // Bytes only: the rule host decodes the text, off this event loop. A
     // copy, because a Buffer may view a larger pooled ArrayBuffer, which IPC
     // would send whole.
-    bytes: typeof m.payload === 'string' ? new Uint8Array(Buffer.from(m.payload)) : Uint8Array.prototype.slice.call(m.payload),
+    bytes: Uint8Array.prototype.slice.call(m.payload),
     qos: m.qos,
     retain: m.retain,
-    clientId: m.clientId,
-    username: m.username,
+    clientId: m.origin.clientId,
+    username: m.origin.username,
     timestamp: Date.now()
   }
-}
-
-function preview (payload: Inbound['payload']): string {
-  const bytes = typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)
-  const text = bytes.subarray(0, 200).toString('utf8')
-  return bytes.length > 200 ? `${text}… (${bytes.length} bytes)` : text
 }

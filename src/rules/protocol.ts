@@ -1,6 +1,6 @@
 /*
- * Messages between the broker (host-client.ts) and the rule host process
- * (host.ts). They travel over Node IPC with 'advanced' serialization, so
+ * Messages between the broker (host-process.ts) and the rule host process
+ * (host-main.ts). They travel over Node IPC with 'advanced' serialization, so
  * Uint8Arrays cross as bytes.
  */
 
@@ -39,10 +39,12 @@ export type SandboxMessage = RuleMessage & { payload: string }
 export type ToHost =
   | { t: 'load', id: number, name: string, source: string, limits: { timeoutMs: number, memoryLimitMb: number } }
   | { t: 'unload', name: string }
-  | { t: 'convert', jobs: Array<{ id: number, rule: string, msg: RuleMessage }> }
+  /** A batch of conversions; the host acknowledges `seq` ('received') before converting any of it. */
+  | { t: 'convert', seq: number, jobs: Array<{ id: number, rule: string, msg: RuleMessage }> }
 
 export type FromHost =
   | { t: 'ready' }
+  | { t: 'received', seq: number }
   | { t: 'loaded', id: number, ok: true, meta: LoadedMeta }
   | { t: 'loaded', id: number, ok: false, error: string }
   | { t: 'results', results: Array<{ id: number, rule: string, ms: number, result: ConvertResult }> }

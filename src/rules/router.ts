@@ -2,44 +2,48 @@ import { createRequire } from 'node:module'
 import { wildcardFirst } from '../topics.js'
 
 // qlobber is the trie Aedes itself matches subscriptions with (via mqemitter).
-interface Trie {
-  add(filter: string, value: string): void
-  remove(filter: string, value: string): void
-  match(topic: string): Set<string>
+interface Trie<T> {
+  add(filter: string, value: T): void
+  remove(filter: string, value: T): void
+  match(topic: string): Set<T>
 }
-const { QlobberDedup } = createRequire(import.meta.url)('qlobber') as { QlobberDedup: new (options: object) => Trie }
+const { QlobberDedup } = createRequire(import.meta.url)('qlobber') as { QlobberDedup: new <T>(options: object) => Trie<T> }
 
 const MQTT = { separator: '/', wildcard_one: '+', wildcard_some: '#', match_empty_levels: true }
 
 /**
  * Which rules' topic filters match a topic: one trie walk per message,
- * however many rules there are.
+ * however many rules there are. Keyed by rule name; the bus (src/bus.ts)
+ * keys it by subscription.
  */
-export class Router {
+export class Router<K = string> {
   // Filters that start with a wildcard must not match topics starting with
   // '$' [MQTT-4.7.2-1], so they live in their own trie.
-  readonly #plain: Trie = new QlobberDedup(MQTT)
-  readonly #wild: Trie = new QlobberDedup(MQTT)
-  readonly #filters = new Map<string, readonly string[]>()
+  readonly #plain: Trie<K> = new QlobberDedup<K>(MQTT)
+  readonly #wild: Trie<K> = new QlobberDedup<K>(MQTT)
+  readonly #filters = new Map<K, readonly string[]>()
   // Filters per trie: an empty trie is skipped (qlobber would still split the topic).
   #plainCount = 0
   #wildCount = 0
 
+  /** How many keys have filters. */
+  get size (): number { return this.#filters.size }
+
   /** Sets (or replaces) a rule's filters. */
-  set (rule: string, filters: readonly string[]): void {
+  set (rule: K, filters: readonly string[]): void {
     this.delete(rule)
     for (const f of filters) this.#count(f, 1).add(f, rule)
     this.#filters.set(rule, filters)
   }
 
-  delete (rule: string): void {
+  delete (rule: K): void {
     for (const f of this.#filters.get(rule) ?? []) this.#count(f, -1).remove(f, rule)
     this.#filters.delete(rule)
   }
 
   /** The rules matching `topic`; one entry per rule, however many of its filters match. */
-  match (topic: string): Set<string> {
-    const plain = this.#plainCount > 0 ? this.#plain.match(topic) : new Set<string>()
+  match (topic: string): Set<K> {
+    const plain = this.#plainCount > 0 ? this.#plain.match(topic) : new Set<K>()
     if (topic.startsWith('$') || this.#wildCount === 0) return plain
     const wild = this.#wild.match(topic)
     if (plain.size === 0) return wild
@@ -47,7 +51,7 @@ export class Router {
     return plain
   }
 
-  #count (filter: string, delta: number): Trie {
+  #count (filter: string, delta: number): Trie<K> {
     if (wildcardFirst(filter)) {
       this.#wildCount += delta
       return this.#wild

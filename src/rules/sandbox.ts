@@ -1,6 +1,6 @@
 /*
  * The only module that imports isolated-vm, and it is loaded only inside the
- * rule host process (host.ts), never in the broker: the isolated-vm README
+ * rule host process (host-main.ts), never in the broker: the isolated-vm README
  * advises keeping isolates "in a different nodejs process than other
  * critical infrastructure", since V8 can still be crashed from inside.
  *
@@ -63,6 +63,10 @@ export interface RuleExports {
   qos: unknown
   limits: unknown
   convertType: string
+  /** Object.prototype.toString's tag of convert: 'Function', 'AsyncFunction'... */
+  convertKind: string
+  /** typeof the default export, 'undefined' without one. */
+  defaultType: string
 }
 
 // Runs before the rule module: give it a console that collects lines, and
@@ -112,7 +116,10 @@ function normalize (result) {
 }
 const define = (name, value) => Object.defineProperty(globalThis, name, { value, writable: false, configurable: false, enumerable: false })
 define('__exports', () => ({
-  topics: rule.topics, qos: rule.qos, limits: rule.limits, convertType: typeof rule.convert
+  topics: rule.topics, qos: rule.qos, limits: rule.limits, convertType: typeof rule.convert,
+  // 'AsyncFunction', 'GeneratorFunction'...: only a plain function can return its outputs.
+  convertKind: Object.prototype.toString.call(rule.convert).slice(8, -1),
+  defaultType: 'default' in rule ? typeof rule.default : 'undefined'
 }))
 function one (msg) {
   __logs.length = 0
@@ -213,7 +220,7 @@ export class RuleSandbox {
       } catch (err) {
         const message = (err as Error).message ?? String(err)
         // A memory-limit hit can surface as a timeout when the allocation
-        // crosses the deadline first (PITFALLS.md); the disposed isolate decides.
+        // crosses the deadline first (docs/aedes-gaps.md#memory-limit-or-timeout-a-race); the disposed isolate decides.
         if (this.#isolate.isDisposed || MEMORY_ERROR.test(message)) {
           // The isolate, and what finished in this call, are gone. A batch
           // of one pins the culprit; a longer one is re-run by the caller.
@@ -253,5 +260,12 @@ function describeFailure (err: unknown, limits: SandboxLimits): string {
   if (TIMEOUT_ERROR.test(message)) return `loading exceeded timeoutMs ${limits.timeoutMs} (top-level code runs under the same limit as convert)`
   // Keep the kind (SyntaxError, ReferenceError...): it tells the author where to look.
   const name = err instanceof Error ? err.name : ''
+  // A CommonJS file fails at its first `module.exports`, `exports.x` or `require`.
+  const commonJs = /^(?:ReferenceError: )?(module|exports|require) is not defined/.exec(message)
+  if (commonJs) {
+    return `rule files are ES modules, not CommonJS (${commonJs[1]} is not defined): ` +
+      'export the rule with `export const topics = [...]` and `export function convert (msg) {...}`' +
+      (commonJs[1] === 'require' ? ', and import nothing (the sandbox has no modules)' : '')
+  }
   return name && name !== 'Error' && !message.startsWith(name) ? `${name}: ${message}` : message
 }

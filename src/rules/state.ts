@@ -1,5 +1,6 @@
 /* What is known about one rule, and its public, JSON-ready view. */
 import type { LoadedMeta } from './protocol.js'
+import { newLane, type Lane } from './publish.js'
 
 export type RuleStatus = 'running' | 'failed' | 'suspended'
 
@@ -18,11 +19,17 @@ export interface RuleCounters {
   loopDropped: number
   /** Matched messages not converted because the rule was suspended or too far behind. */
   skipped: number
-  /** Conversions lost because the rule host process died while they ran. */
-  hostCrashes: number
+  /**
+   * Conversions lost because the rule host process died while they were in
+   * it: received by it (it acknowledges each batch) and not answered. Not a
+   * failure of the rule. What it had not received, and messages that arrive
+   * while it restarts, wait for the new host and are not lost.
+   */
+  lostToHostCrash: number
 }
 
-export interface RuleError { at: string, topic: string, error: string }
+/** A conversion that failed names its input's topic; a load that failed names the file (never in `topic`). */
+export type RuleError = { at: string, topic: string, error: string } | { at: string, file: string, error: string }
 
 /** A rule's state, as published on $SYS/switchyard/rules/<name> and returned by broker.rules(). */
 export interface RuleStateView extends RuleCounters {
@@ -56,16 +63,12 @@ export class RuleState {
   backoffMs = 0
   /** Failures in a row. */
   streak = 0
-  readonly counters: RuleCounters = { matched: 0, outputs: 0, dropped: 0, failed: 0, timeouts: 0, memoryErrors: 0, loopDropped: 0, skipped: 0, hostCrashes: 0 }
+  readonly counters: RuleCounters = { matched: 0, outputs: 0, dropped: 0, failed: 0, timeouts: 0, memoryErrors: 0, loopDropped: 0, skipped: 0, lostToHostCrash: 0 }
   readonly #durations = new Float64Array(DURATIONS)
   #durationCount = 0
   readonly lastErrors: RuleError[] = []
-  /** The last output publish; outputs that must wait for their predecessor chain onto it. */
-  publishTail: Promise<void> = Promise.resolve()
-  /** Outputs chained and not yet published. */
-  waiting = 0
-  /** Clients paused because this rule's backlog is too long. */
-  readonly holding = new Set<string>()
+  /** Its outputs, published in the order of its inputs (publish.ts). */
+  readonly lane: Lane = newLane()
 
   constructor (name: string, file: string) {
     this.name = name
@@ -82,7 +85,15 @@ export class RuleState {
   }
 
   recordError (topic: string, error: string): void {
-    this.lastErrors.push({ at: new Date().toISOString(), topic, error })
+    this.#keep({ at: new Date().toISOString(), topic, error })
+  }
+
+  recordLoadError (file: string, error: string): void {
+    this.#keep({ at: new Date().toISOString(), file, error })
+  }
+
+  #keep (entry: RuleError): void {
+    this.lastErrors.push(entry)
     if (this.lastErrors.length > LAST_ERRORS) this.lastErrors.shift()
   }
 

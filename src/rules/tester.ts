@@ -2,17 +2,19 @@
  * `switchyard rule test`: ThingsBoard's "Test decoder function", but from the
  * command line and in CI, running the production sandbox in the production
  * rule host process (so an isolate that dies of memory cannot take the CLI
- * down or spoil its exit code: PITFALLS.md).
+ * down or spoil its exit code: docs/aedes-gaps.md#segfault-on-exit-after-a-memory-disposal).
  */
 import { readdir, readFile } from 'node:fs/promises'
 import { isDeepStrictEqual } from 'node:util'
 import path from 'node:path'
 import { pino } from 'pino'
-import { RuleHost } from './host-client.js'
-import { isRuleFile } from './loader.js'
+import { RuleHostProcess } from './host-process.js'
+import { parseFixture, type FixtureCase } from './fixtures.js'
+import { ignoredReason, isRuleFile } from './loader.js'
 import { outputsProblem, resolveOutput, type OutputMessage } from './outputs.js'
 import type { LoadedMeta, RuleMessage } from './protocol.js'
 import type { Limits } from './validate.js'
+import { topicMatches } from '../topics.js'
 
 export interface TestInput {
   topic: string
@@ -27,19 +29,13 @@ export interface TestInput {
 /** An output as printed: text payloads as `payload`, binary ones as `payloadHex`. */
 export type PrintedOutput = { topic: string, qos: 0 | 1 | 2, retain: boolean } & ({ payload: string } | { payloadHex: string })
 
-export type RunOutcome = { ok: true, outputs: PrintedOutput[] } | { ok: false, error: string }
-
-export interface FixtureCase {
-  name?: string
-  input: TestInput
-  expect?: Array<{ topic: string, payload?: unknown, payloadHex?: string, qos?: number, retain?: boolean }>
-  expectError?: string
-}
+/** `unmatched`: the input's topic matches none of the rule's filters, so the broker would never route it to the rule. */
+export type RunOutcome = { ok: true, outputs: PrintedOutput[] } | { ok: false, error: string, unmatched?: true }
 
 export interface CaseReport { file: string, name: string, passed: boolean, detail?: string }
 
 export class RuleTester {
-  readonly #host: RuleHost
+  readonly #host: RuleHostProcess
   readonly #limits: Limits
   readonly #maxPacketSize: number
   readonly #meta = new Map<string, LoadedMeta>()
@@ -47,7 +43,7 @@ export class RuleTester {
   constructor (limits: Limits, maxPacketSize: number) {
     this.#limits = limits
     this.#maxPacketSize = maxPacketSize
-    this.#host = new RuleHost({ logger: pino({ level: 'silent' }) })
+    this.#host = new RuleHostProcess({ logger: pino({ level: 'silent' }) })
   }
 
   /** Loads a rule file; its name is the file name without .js. */
@@ -68,6 +64,10 @@ export class RuleTester {
   run (name: string, input: TestInput): Promise<RunOutcome> {
     const meta = this.#meta.get(name)
     if (!meta) return Promise.resolve({ ok: false, error: `rule ${name} is not loaded` })
+    // Only what the broker would route: a test must not pass on a message the rule never sees.
+    if (!meta.topics.some(f => topicMatches(f, input.topic))) {
+      return Promise.resolve({ ok: false, unmatched: true, error: `topic ${JSON.stringify(input.topic)} matches none of the rule's filters (${meta.topics.join(', ')}): the broker would never give this message to the rule` })
+    }
     const bytes = input.payloadHex !== undefined ? Buffer.from(input.payloadHex, 'hex') : Buffer.from(input.payload ?? '')
     const qos = input.qos ?? 0
     const msg: RuleMessage = {
@@ -97,14 +97,17 @@ export class RuleTester {
       const ruleFile = fixture.replace(/\.test\.json$/, '.js')
       const where = path.join(dir, fixture)
       if (!isRuleFile(ruleFile)) continue
-      let cases: FixtureCase[]
+      let parsed: ReturnType<typeof parseFixture>
       try {
-        cases = (JSON.parse(await readFile(where, 'utf8')) as { cases: FixtureCase[] }).cases
-        if (!Array.isArray(cases)) throw new Error('expected { "cases": [...] }')
+        parsed = parseFixture(await readFile(where, 'utf8'))
       } catch (err) {
-        reports.push({ file: fixture, name: '(fixture file)', passed: false, detail: (err as Error).message })
+        parsed = { problems: [(err as Error).message] }
+      }
+      if ('problems' in parsed) {
+        reports.push({ file: fixture, name: '(fixture file)', passed: false, detail: parsed.problems.map(p => `${where}: ${p}`).join('\n     ') })
         continue
       }
+      const { cases } = parsed
       const loaded = await this.load(path.join(dir, ruleFile))
       if (!loaded.ok) {
         reports.push({ file: fixture, name: '(load)', passed: false, detail: loaded.error })
@@ -118,13 +121,19 @@ export class RuleTester {
     return reports
   }
 
-  /** Loads every rule file in `dir`; returns the ones that fail, with why. */
-  async checkDir (dir: string): Promise<{ checked: number, failures: Array<{ file: string, error: string }> }> {
+  /** Loads every rule file in `dir`; returns the ones that fail, with why, and what the broker would not load (`x.mjs`, subdirectories). */
+  async checkDir (dir: string): Promise<{ checked: number, failures: Array<{ file: string, error: string }>, ignored: Array<{ file: string, reason: string }> }> {
     let files: string[]
+    const ignored: Array<{ file: string, reason: string }> = []
     try {
-      files = (await readdir(dir)).filter(isRuleFile).sort()
+      const dirents = (await readdir(dir, { withFileTypes: true })).sort((a, b) => a.name < b.name ? -1 : 1)
+      for (const d of dirents) {
+        const reason = ignoredReason(d)
+        if (reason !== undefined) ignored.push({ file: path.join(dir, d.name), reason })
+      }
+      files = dirents.filter(d => !d.isDirectory() && isRuleFile(d.name)).map(d => d.name).sort()
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { checked: 0, failures: [] }
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { checked: 0, failures: [], ignored }
       throw err
     }
     const failures: Array<{ file: string, error: string }> = []
@@ -132,7 +141,7 @@ export class RuleTester {
       const loaded = await this.load(path.join(dir, f))
       if (!loaded.ok) failures.push({ file: path.join(dir, f), error: loaded.error })
     }
-    return { checked: files.length, failures }
+    return { checked: files.length, failures, ignored }
   }
 
   close (): Promise<void> {
@@ -146,6 +155,7 @@ function printable (o: OutputMessage): PrintedOutput {
 }
 
 function judge (c: FixtureCase, outcome: RunOutcome): { passed: boolean, detail?: string } {
+  if (!outcome.ok && outcome.unmatched) return { passed: false, detail: outcome.error }
   if (c.expectError !== undefined) {
     if (outcome.ok) return { passed: false, detail: `expected an error containing ${JSON.stringify(c.expectError)}, got outputs ${JSON.stringify(outcome.outputs)}` }
     return outcome.error.includes(c.expectError) ? { passed: true } : { passed: false, detail: `expected an error containing ${JSON.stringify(c.expectError)}, got: ${outcome.error}` }

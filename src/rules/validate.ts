@@ -1,12 +1,11 @@
 /* Pure checks on rule files and their outputs, shared by the host and the broker. */
 import type { LoadedMeta } from './protocol.js'
-import { filterProblem, MAX_TOPIC_BYTES } from '../topics.js'
+import { filterProblem, topicNameProblem } from '../topics.js'
 
 /** Returns what is wrong with a topic a rule wants to publish to, or undefined. */
 export function outputTopicProblem (topic: string): string | undefined {
-  if (topic.includes('+') || topic.includes('#')) return 'must not contain wildcards (+ or #)'
-  if (topic.includes('\u0000')) return 'must not contain the NUL character'
-  if (Buffer.byteLength(topic) > MAX_TOPIC_BYTES) return 'is longer than 65535 bytes'
+  const problem = topicNameProblem(topic)
+  if (problem !== undefined) return problem
   if (topic.startsWith('$SYS/') || topic === '$SYS') return 'must not be under $SYS/, which belongs to the broker'
   return undefined
 }
@@ -19,13 +18,33 @@ export function ruleNameProblem (name: string): string | undefined {
 
 export interface Limits { timeoutMs: number, memoryLimitMb: number }
 
+const EXPORT_TOPICS = '`export const topics = [...]`'
+const EXPORT_CONVERT = '`export function convert (msg) {...}`'
+
 /** Checks a rule module's exports; returns its metadata or every problem found. */
-export function checkExports (exp: { topics: unknown, qos: unknown, limits: unknown, convertType: string }, max: Limits): { meta: LoadedMeta } | { problems: string[] } {
+export function checkExports (exp: { topics: unknown, qos: unknown, limits: unknown, convertType: string, convertKind?: string, defaultType?: string }, max: Limits): { meta: LoadedMeta } | { problems: string[] } {
   const problems: string[] = []
-  if (exp.convertType !== 'function') problems.push(`export function convert(msg) is missing${exp.convertType === 'undefined' ? '' : ` (convert is a ${exp.convertType})`}`)
+  // `export default { topics, convert }`: one message for both.
+  const defaultObject = exp.defaultType === 'object' && exp.topics === undefined && exp.convertType === 'undefined'
+  if (defaultObject) {
+    problems.push(`the default export is not used; export each part by name: ${EXPORT_TOPICS} and ${EXPORT_CONVERT}`)
+  } else if (exp.convertType === 'undefined' && exp.defaultType === 'function') {
+    problems.push(`the default export is not used; export a named function convert: ${EXPORT_CONVERT}`)
+  } else if (exp.convertType !== 'function') {
+    problems.push(`export function convert(msg) is missing${exp.convertType === 'undefined' ? '' : ` (convert is a ${exp.convertType})`}`)
+  } else if (exp.convertKind === 'AsyncFunction' || exp.convertKind === 'AsyncGeneratorFunction') {
+    problems.push('convert is an async function: it must be synchronous and return its outputs, since rules have no I/O to await (an async convert returns a Promise for every message)')
+  } else if (exp.convertKind === 'GeneratorFunction') {
+    problems.push('convert is a generator function: it must return its outputs (one, an array, or null), not yield them')
+  }
   let topics: string[] = []
-  if (!Array.isArray(exp.topics) || exp.topics.length === 0) {
-    problems.push("export const topics = ['a/+/filter'] is missing: name one or more MQTT topic filters")
+  if (exp.topics === undefined) {
+    if (!defaultObject) problems.push("export const topics = ['a/+/filter'] is missing: name one or more MQTT topic filters")
+  } else if (!Array.isArray(exp.topics)) {
+    const example = typeof exp.topics === 'string' ? JSON.stringify([exp.topics]).replace(/"/g, "'") : "['a/+/filter']"
+    problems.push(`topics must be an array of MQTT topic filters, e.g. export const topics = ${example}; got ${describe(exp.topics)}`)
+  } else if (exp.topics.length === 0) {
+    problems.push("topics is empty: name one or more MQTT topic filters, e.g. export const topics = ['a/+/filter']")
   } else {
     topics = exp.topics as string[]
     exp.topics.forEach((f, i) => {
@@ -50,4 +69,10 @@ export function checkExports (exp: { topics: unknown, qos: unknown, limits: unkn
   }
   if (problems.length > 0) return { problems }
   return { meta: { topics, qos: exp.qos as 0 | 1 | 2 | undefined, limits } }
+}
+
+function describe (value: unknown): string {
+  if (value === null) return 'null'
+  if (typeof value === 'string') return `a string, ${JSON.stringify(value)}`
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`
 }

@@ -1,19 +1,22 @@
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, test } from 'vitest'
 import { tempDir } from '../helpers/broker.js'
 import { connect, inbox } from '../helpers/client.js'
 import { runCli, startCli } from '../helpers/cli.js'
+import { EXAMPLE_RULES, SHIPPED_EXAMPLES, shippedExamplesDir } from '../helpers/rules.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const BOMB = `export const topics = ['#']; export function convert () { const a = []; for (;;) a.push(new Array(1e5).fill(Math.random())) }`
 
 describe('switchyard rule test', () => {
   test('--all runs every shipped fixture against its rule in the real sandbox', async () => {
-    const result = await runCli(['rule', 'test', '--all'], ROOT)
+    // the shipped examples by name: a user's own rule in rules/ must not change this test
+    const result = await runCli(['rule', 'test', '--all'], shippedExamplesDir())
     expect(result.stdout).toContain('ok   tb-rpc.test.json > the device\'s reply comes back on the request\'s response topic')
-    expect(result.stdout).toMatch(/^12 passed, 0 failed$/m)
+    const cases = SHIPPED_EXAMPLES.map(name => (JSON.parse(readFileSync(path.join(EXAMPLE_RULES, `${name}.test.json`), 'utf8')) as { cases: unknown[] }).cases.length)
+    expect(result.stdout).toMatch(new RegExp(`^${cases.reduce((a, b) => a + b)} passed, 0 failed$`, 'm'))
     expect(result.code).toBe(0)
   })
 
@@ -46,15 +49,53 @@ describe('switchyard rule test', () => {
   })
 
   // An isolate disposed for memory, then a prompt exit, segfaulted in 6 of 6
-  // CLI runs here (PITFALLS.md). The sandbox runs in the rule host process,
+  // CLI runs here (docs/aedes-gaps.md#segfault-on-exit-after-a-memory-disposal). The sandbox runs in the rule host process,
   // so the CLI's own exit code is always its own.
   test.each([1, 2, 3])('a memory bomb is reported and exits 1, never 139 (run %i)', async () => {
     const dir = tempDir()
     writeFileSync(path.join(dir, 'bomb.js'), BOMB)
-    // a generous timeout, so the bomb surely dies of memory, not of time (PITFALLS.md: a race)
+    // a generous timeout, so the bomb surely dies of memory, not of time (docs/aedes-gaps.md#memory-limit-or-timeout-a-race)
     writeFileSync(path.join(dir, 'switchyard.json'), JSON.stringify({ rules: { timeoutMs: 2000 } }))
     const result = await runCli(['rule', 'test', 'bomb.js', '--topic', 'x', '--payload', 'y'], dir)
     expect(result.stderr).toContain('memory: exceeded memoryLimitMb 32')
+    expect(result.code).toBe(1)
+  })
+
+  test('a topic that matches none of the rule\'s filters is reported, and exits 1', async () => {
+    const result = await runCli(['rule', 'test', 'rules/tb-uplink.js', '--topic', 'other/topic', '--payload', '{"value":25.1}'], ROOT)
+    expect(result.stderr).toContain('switchyard: tb-uplink: topic "other/topic" matches none of the rule\'s filters (tb/mqtt-integration-tutorial/sensors/+/temperature): the broker would never give this message to the rule')
+    expect(result.stdout).toBe('')
+    expect(result.code).toBe(1)
+  })
+
+  test('a fixture case whose topic the rule would never get fails, even with expectError', async () => {
+    const dir = tempDir()
+    writeFileSync(path.join(dir, 'switchyard.json'), JSON.stringify({ rules: { dir: '.' } }))
+    writeFileSync(path.join(dir, 'r.js'), `export const topics = ['factory/+/raw']; export function convert () { throw new Error('x') }`)
+    writeFileSync(path.join(dir, 'r.test.json'), JSON.stringify({ cases: [{ name: 'elsewhere', input: { topic: 'other/topic', payload: '' }, expectError: 'x' }] }))
+    const result = await runCli(['rule', 'test', '--all'], dir)
+    expect(result.stdout).toContain('FAIL r.test.json > elsewhere\n     topic "other/topic" matches none of the rule\'s filters (factory/+/raw)')
+    expect(result.code).toBe(1)
+  })
+
+  test('without --payload or --payload-hex it is a usage error, not an empty payload', async () => {
+    const result = await runCli(['rule', 'test', 'rules/tb-uplink.js', '--topic', 'tb/mqtt-integration-tutorial/sensors/SN-001/temperature'], ROOT)
+    expect(result.stderr).toContain("switchyard: 'rule test' needs --payload <text> or --payload-hex <hex> (--payload '' for an empty payload)")
+    expect(result.code).toBe(2)
+  })
+
+  test('fixture files are validated: a misspelt key names the file, the key and the fix, and nothing runs', async () => {
+    const dir = tempDir()
+    writeFileSync(path.join(dir, 'switchyard.json'), JSON.stringify({ rules: { dir: '.' } }))
+    writeFileSync(path.join(dir, 'a.js'), `export const topics = ['n']; export function convert (m) { return { topic: 'n2', payload: m.payload } }`)
+    writeFileSync(path.join(dir, 'a.test.json'), JSON.stringify({ cases: [{ inptu: { topic: 'n', payload: '1' }, expect: [] }] }))
+    writeFileSync(path.join(dir, 'b.js'), `export const topics = ['n']; export function convert (m) { return { topic: 'n2', payload: m.payload } }`)
+    writeFileSync(path.join(dir, 'b.test.json'), JSON.stringify({ cases: [{ input: { topic: 'n', payload: '1' }, expected: [{ topic: 'elsewhere' }] }] }))
+    const result = await runCli(['rule', 'test', '--all'], dir)
+    expect(result.stdout).toContain(`FAIL a.test.json > (fixture file)\n     ${path.join(dir, 'a.test.json')}: cases[0].inptu: unknown key; did you mean \`input\`?`)
+    expect(result.stdout).toContain(`FAIL b.test.json > (fixture file)\n     ${path.join(dir, 'b.test.json')}: cases[0].expected: unknown key; did you mean \`expect\`?`)
+    expect(result.stdout).not.toContain('TypeError')
+    expect(result.stdout).toMatch(/^0 passed, 2 failed$/m)
     expect(result.code).toBe(1)
   })
 
@@ -79,8 +120,9 @@ describe('switchyard check validates the rules too', () => {
   })
 
   test('the shipped rules pass', async () => {
-    const result = await runCli(['check'], ROOT)
-    expect(result).toMatchObject({ code: 0, stdout: expect.stringContaining('4 rule files OK') })
+    // the shipped examples by name: a user's own rule in rules/ must not change this test
+    const result = await runCli(['check'], shippedExamplesDir())
+    expect(result).toMatchObject({ code: 0, stdout: expect.stringContaining(`${SHIPPED_EXAMPLES.length} rule files OK`) })
   })
 })
 
@@ -90,7 +132,7 @@ describe('graceful shutdown after a memory error', () => {
     const { mkdirSync } = await import('node:fs')
     mkdirSync(path.join(dir, 'rules'))
     writeFileSync(path.join(dir, 'rules', 'bomb.js'), BOMB)
-    // a generous timeout, so the bomb surely dies of memory, not of time (PITFALLS.md: a race)
+    // a generous timeout, so the bomb surely dies of memory, not of time (docs/aedes-gaps.md#memory-limit-or-timeout-a-race)
     const cli = await startCli(dir, { listeners: [{ type: 'tcp', port: 0 }], persistence: { type: 'memory' }, rules: { timeoutMs: 2000 } })
     const client = await connect(`mqtt://127.0.0.1:${cli.ports.tcp}`)
     await client.subscribeAsync('$SYS/switchyard/rules/bomb')

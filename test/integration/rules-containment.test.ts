@@ -23,7 +23,7 @@ describe('a broken or hostile rule is contained', () => {
     }, {
       // A generous broker timeout, so that the bomb always meets its memory
       // limit first: with a tight one, which counter a runaway allocation
-      // lands in is a race (PITFALLS.md). The looper lowers its own.
+      // lands in is a race (docs/aedes-gaps.md#memory-limit-or-timeout-a-race). The looper lowers its own.
       config: { rules: { timeoutMs: 1000 } }
     })
     const app = await connect(urlFor(broker))

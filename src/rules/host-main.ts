@@ -29,6 +29,12 @@ interface Slot {
 }
 
 const slots = new Map<string, Slot>()
+/**
+ * Conversions for a rule that has no slot yet but is being loaded. After a
+ * restart the broker sends every load and then the conversions held
+ * meanwhile; a load is asynchronous, so without this they would find no rule.
+ */
+const loading = new Map<string, { loads: number, jobs: Job[] }>()
 let outbox: Array<{ id: number, rule: string, ms: number, result: ConvertResult }> = []
 let flushQueued = false
 
@@ -42,18 +48,37 @@ const catastrophe = (message: string) => {
 }
 
 async function load (id: number, name: string, source: string, max: Limits): Promise<void> {
+  const pending = slots.has(name) ? undefined : loading.get(name) ?? { loads: 0, jobs: [] }
+  if (pending) {
+    pending.loads++
+    loading.set(name, pending)
+  }
+  const ok = await loadSlot(id, name, source, max)
+  if (!pending || loading.get(name) !== pending) return
+  pending.loads--
+  if (!ok && pending.loads > 0) return // another load of it may still succeed
+  loading.delete(name)
+  const slot = slots.get(name)
+  for (const job of pending.jobs) {
+    if (slot) slot.queue.push(job)
+    else reply(job.id, name, 0, { kind: 'error', error: `rule is not loaded${ok ? '' : ' (its load failed)'}`, logs: [] })
+  }
+  if (slot) void pump(slot)
+}
+
+async function loadSlot (id: number, name: string, source: string, max: Limits): Promise<boolean> {
   let sandbox: RuleSandbox
   try {
     sandbox = await RuleSandbox.create(name, source, max, catastrophe)
   } catch (err) {
     send({ t: 'loaded', id, ok: false, error: (err as Error).message })
-    return
+    return false
   }
   const checked = checkExports(sandbox.exports, max)
   if ('problems' in checked) {
     sandbox.dispose()
     send({ t: 'loaded', id, ok: false, error: checked.problems.join('; ') })
-    return
+    return false
   }
   const { limits } = checked.meta
   if (limits.memoryLimitMb !== max.memoryLimitMb || limits.timeoutMs !== max.timeoutMs) {
@@ -63,7 +88,7 @@ async function load (id: number, name: string, source: string, max: Limits): Pro
       sandbox = await RuleSandbox.create(name, source, limits, catastrophe)
     } catch (err) {
       send({ t: 'loaded', id, ok: false, error: (err as Error).message })
-      return
+      return false
     }
   }
   const slot = slots.get(name)
@@ -75,9 +100,15 @@ async function load (id: number, name: string, source: string, max: Limits): Pro
     slots.set(name, { name, source, limits, sandbox, broken: undefined, queue: [], running: false, retired: undefined, cautious: 0 })
   }
   send({ t: 'loaded', id, ok: true, meta: checked.meta })
+  return true
 }
 
 function unload (name: string): void {
+  const pending = loading.get(name)
+  if (pending) {
+    loading.delete(name)
+    for (const job of pending.jobs) reply(job.id, name, 0, { kind: 'error', error: 'rule was unloaded', logs: [] })
+  }
   const slot = slots.get(name)
   if (!slot) return
   slots.delete(name)
@@ -155,7 +186,14 @@ process.on('message', (message: ToHost) => {
       unload(message.name)
       break
     case 'convert':
+      // Acknowledged before any of it runs: if this process dies, the broker
+      // knows which batches reached it (lost) and which did not (sent again).
+      // The broker sends at most HOST_WINDOW (conversions.ts) per rule, two
+      // of our MAX_BATCH calls, and keeps the rest of a backlog itself.
+      send({ t: 'received', seq: message.seq })
       for (const job of message.jobs) {
+        const pending = loading.get(job.rule)
+        if (pending) { pending.jobs.push({ id: job.id, msg: job.msg }); continue }
         const slot = slots.get(job.rule)
         if (!slot) { reply(job.id, job.rule, 0, { kind: 'error', error: 'rule is not loaded', logs: [] }); continue }
         slot.queue.push({ id: job.id, msg: job.msg })
