@@ -11,6 +11,7 @@
  * With an ACL, everything not granted is denied, and `deny` wins.
  */
 import { filterCovers, filterProblem, topicMatches } from '../topics.js'
+import { closest } from '../suggest.js'
 import type { LineError } from './passwords.js'
 
 export type Access = 'read' | 'write' | 'readwrite' | 'deny'
@@ -30,11 +31,17 @@ export interface Who { username: string | null, clientId: string }
 
 const ACCESS = new Set<Access>(['read', 'write', 'readwrite', 'deny'])
 
-export function parseAcl (text: string): { acl: Acl, errors: LineError[] } {
+/**
+ * `errors` make the file invalid; `warnings` are lines that Mosquitto accepts
+ * with the same meaning, but that most likely hold a typo (`file:line` is
+ * logged at load and printed by `switchyard check`).
+ */
+export function parseAcl (text: string): { acl: Acl, errors: LineError[], warnings: LineError[] } {
   const anonymous: Entry[] = []
   const users = new Map<string, Entry[]>()
   const patterns: Entry[] = []
   const errors: LineError[] = []
+  const warnings: LineError[] = []
   let current: Entry[] = anonymous
   text.split(/\r?\n/).forEach((raw, i) => {
     const line = raw.trim()
@@ -50,20 +57,48 @@ export function parseAcl (text: string): { acl: Acl, errors: LineError[] } {
       return
     }
     if (keyword !== 'topic' && keyword !== 'pattern') return error(`unknown keyword "${keyword}" (expected user, topic or pattern)`)
+    // Mosquitto (security_default.c): with one word, it is the topic; with
+    // more, the first is the access and the rest of the line the topic.
+    if (rest.length === 0) return error(`"${keyword}" needs a topic filter`)
     let access: Access = 'readwrite'
     let words = rest
-    if (words.length > 1 && ACCESS.has(words[0] as Access)) {
-      access = words[0] as Access
-      words = words.slice(1)
+    if (rest.length > 1) {
+      if (!ACCESS.has(rest[0] as Access)) {
+        // Mosquitto refuses such a line too ("Invalid topic access type").
+        const guess = closest(rest[0]!, [...ACCESS])
+        return error(`topic "${rest.join(' ')}" contains a space${guess ? `, did you mean \`${guess}\`?` : ';'} ` +
+          `"${rest[0]}" is not an access (read, write, readwrite or deny); a topic with a space needs the access first: ${keyword} readwrite ${rest.join(' ')}`)
+      }
+      access = rest[0] as Access
+      words = rest.slice(1)
+    } else if (ACCESS.has(rest[0] as Access)) {
+      // Mosquitto reads `topic read` as readwrite on a topic named "read"; we refuse it, since it is surely a line cut short.
+      return error(`"${keyword} ${rest[0]}" needs a topic filter after the access`)
     }
-    // Mosquitto allows spaces in topics: the filter is the rest of the line.
     const filter = words.join(' ')
-    if (filter === '') return error(`"${keyword}" needs a topic filter`)
     const problem = filterProblem(keyword === 'pattern' ? filter.replace(/%[uc]/g, 'x') : filter)
     if (problem) return error(`topic filter "${filter}" ${problem}`)
+    warnings.push(...lineWarnings(keyword, filter).map(message => ({ line: i + 1, message })))
     ;(keyword === 'pattern' ? patterns : current).push({ access, filter })
   })
-  return { acl: { anonymous, users, patterns }, errors }
+  return { acl: { anonymous, users, patterns }, errors, warnings }
+}
+
+/** Lines that Mosquitto accepts, and we too, with the same meaning, but that most likely do not say what was meant. */
+function lineWarnings (keyword: 'topic' | 'pattern', filter: string): string[] {
+  const warnings: string[] = []
+  if (filter.includes(' ')) {
+    warnings.push(`topic "${filter}" contains a space; as in Mosquitto, the rest of the line after the access is the topic`)
+  }
+  if (keyword === 'pattern') {
+    // Mosquitto substitutes only %u and %c; anything else stays literal.
+    for (const [unknown] of filter.matchAll(/%([^uc]|$)/g)) {
+      warnings.push(`pattern "${filter}": unknown substitution "${unknown}"; only %u (username) and %c (client id) are substituted, so it matches "${unknown}" literally`)
+    }
+  } else if (/%[uc]/.test(filter)) {
+    warnings.push(`topic "${filter}": %u and %c are substituted only in "pattern" lines; did you mean \`pattern\`?`)
+  }
+  return warnings
 }
 
 /** The entries that apply to a client, patterns substituted. */

@@ -37,6 +37,7 @@ export class Authenticator {
   #users: Map<string, PasswordHash> | undefined
   #acl: Acl | undefined
   #generation = 0
+  #warnings: string[] = []
 
   private constructor (config: Config['auth']) {
     this.#config = config
@@ -51,6 +52,12 @@ export class Authenticator {
   }
 
   get hasAcl (): boolean { return this.#acl !== undefined }
+  /**
+   * `file:line: problem` for lines of the last ACL file read that are valid
+   * (Mosquitto accepts them too) but most likely a typo: logged at load and
+   * reload, printed by `switchyard check`.
+   */
+  get warnings (): readonly string[] { return this.#warnings }
   get generation (): number { return this.#generation }
 
   /** Re-reads both files. On any problem, keeps the previous state and returns the problems. */
@@ -60,10 +67,13 @@ export class Authenticator {
       const { users, errors } = parsePasswordFile(text)
       return { value: users, errors }
     }, problems)
+    const warnings: string[] = []
     const acl = await readParsed(this.#config.aclFile, text => {
-      const { acl, errors } = parseAcl(text)
-      return { value: acl, errors }
+      const parsed = parseAcl(text)
+      warnings.push(...parsed.warnings.map(w => `${this.#config.aclFile}:${w.line}: ${w.message}`))
+      return { value: parsed.acl, errors: parsed.errors }
     }, problems)
+    this.#warnings = warnings
     if (problems.length > 0) return problems
     this.#users = users
     this.#acl = acl

@@ -31,6 +31,17 @@ describe('switchyard CLI', () => {
     expect(bad.stderr).toContain('log.lvl: unknown key')
   })
 
+  test('a config error is printed with its code, as docs/errors.md says', async () => {
+    const dir = tempDir()
+    const { writeFileSync } = await import('node:fs')
+    writeFileSync(`${dir}/switchyard.json`, JSON.stringify({ log: { lvl: 'x' } }))
+    for (const args of [['check'], ['start']]) {
+      const result = await runCli(args, dir)
+      expect(result.code).toBe(1)
+      expect(result.stderr).toMatch(/^switchyard: ERR_CONFIG_INVALID: invalid configuration in .*switchyard\.json:\n {2}log\.lvl: unknown key/)
+    }
+  })
+
   test('an unknown command exits 2', async () => {
     expect((await runCli(['frobnicate'], tempDir())).code).toBe(2)
   })

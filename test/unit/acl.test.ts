@@ -27,6 +27,7 @@ const carol = { username: 'carol', clientId: 'c1' }
 
 describe('parseAcl', () => {
   test('a valid file has no errors', () => expect(errors).toEqual([]))
+  test('and no warnings', () => expect(parseAcl(ACL).warnings).toEqual([]))
 
   test('errors name the line', () => {
     const bad = parseAcl('user x\ntopic\nfrobnicate a/b\ntopic read a/#/b\npattern read %u/#\nuser\n')
@@ -35,6 +36,38 @@ describe('parseAcl', () => {
       { line: 3, message: 'unknown keyword "frobnicate" (expected user, topic or pattern)' },
       { line: 4, message: 'topic filter "a/#/b" "#" must be a whole level and the last one' },
       { line: 6, message: '"user" needs a name' }
+    ])
+  })
+
+  test('"topic read" with no topic is an error, not a grant on a topic named "read" (Mosquitto\'s reading)', () => {
+    const bad = parseAcl('user carol\ntopic read\npattern deny\n')
+    expect(bad.errors).toEqual([
+      { line: 2, message: '"topic read" needs a topic filter after the access' },
+      { line: 3, message: '"pattern deny" needs a topic filter after the access' }
+    ])
+  })
+
+  test('a misspelt access is an error naming the line and the fix, as Mosquitto refuses it too', () => {
+    const typo = parseAcl('user carol\ntopic raed devices/carol/#\ntopic plant/line 1\n')
+    expect(typo.errors).toEqual([
+      { line: 2, message: 'topic "raed devices/carol/#" contains a space, did you mean `read`? "raed" is not an access (read, write, readwrite or deny); a topic with a space needs the access first: topic readwrite raed devices/carol/#' },
+      { line: 3, message: 'topic "plant/line 1" contains a space; "plant/line" is not an access (read, write, readwrite or deny); a topic with a space needs the access first: topic readwrite plant/line 1' }
+    ])
+  })
+
+  test('after the access, a topic with a space keeps Mosquitto\'s meaning (the rest of the line), with a warning', () => {
+    const parsed = parseAcl('user carol\ntopic read plant/line 1\n')
+    expect(parsed.errors).toEqual([])
+    expect(parsed.warnings).toEqual([{ line: 2, message: 'topic "plant/line 1" contains a space; as in Mosquitto, the rest of the line after the access is the topic' }])
+    expect(canRead(parsed.acl, carol, 'plant/line 1')).toBe(true)
+  })
+
+  test('an unknown substitution in a pattern is a warning; %u in a topic line suggests "pattern"', () => {
+    const parsed = parseAcl('pattern write devices/%x/telemetry\npattern read clients/%c/%u\ntopic read devices/%u/#\n')
+    expect(parsed.errors).toEqual([])
+    expect(parsed.warnings).toEqual([
+      { line: 1, message: 'pattern "devices/%x/telemetry": unknown substitution "%x"; only %u (username) and %c (client id) are substituted, so it matches "%x" literally' },
+      { line: 3, message: 'topic "devices/%u/#": %u and %c are substituted only in "pattern" lines; did you mean `pattern`?' }
     ])
   })
 

@@ -1,0 +1,28 @@
+/* "Did you mean ...?" for a misspelt keyword or key. */
+
+/** The candidate closest to `word` (edit distance, a swap of two letters counting as one), if it is close enough to be a typo. */
+export function closest (word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined
+  let bestDistance = Infinity
+  for (const c of candidates) {
+    const d = distance(word.toLowerCase(), c.toLowerCase())
+    if (d < bestDistance) { best = c; bestDistance = d }
+  }
+  // Two edits at most, and at most half the word: 'raed' -> 'read', not 'rw' -> 'read'.
+  return bestDistance <= 2 && bestDistance <= word.length / 2 ? best : undefined
+}
+
+/** Optimal string alignment distance (Levenshtein plus adjacent transpositions). */
+function distance (a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)])
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1)
+      d[i]![j] = v
+    }
+  }
+  return d[a.length]![b.length]!
+}
