@@ -42,7 +42,9 @@ const sections = {
   limits: z.strictObject({
     maxPacketSize: z.number().int().min(64).max(268435455).default(1048576),
     maxConnections: z.number().int().min(1).default(10000),
-    maxQueuedMessages: z.number().int().min(0).default(1000)
+    maxQueuedMessages: z.number().int().min(0).default(1000),
+    // bytes of UTF-8; 0: unlimited (65,535, the protocol's own bound)
+    maxClientIdLength: z.number().int().min(0).max(65535).default(256)
   }).prefault({}),
   log: z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
@@ -60,7 +62,8 @@ const sections = {
     interval: z.number().int().min(0).max(86_400).default(10)
   }).prefault({}),
   rules: z.strictObject({
-    dir: z.string().min(1).default('rules'),
+    // null: no rules directory, no file rules (broker.rules.add() still works)
+    dir: z.string().min(1).nullable().default('rules'),
     timeoutMs: z.number().int().min(1).max(60_000).default(100),
     memoryLimitMb: z.number().int().min(8).max(4096).default(32),
     maxHops: z.number().int().min(1).max(64).default(4)
@@ -108,15 +111,21 @@ export function parseConfig (input: unknown, options: ParseOptions = {}): Config
   const devCertDir = path.resolve(baseDir, 'certs')
   const result = schema.safeParse(input ?? {}, { reportInput: true })
   if (!result.success) {
-    // Report the file checks too, for every listener that is valid on its own,
-    // so one `switchyard check` shows every problem.
-    const raw = (typeof input === 'object' && input !== null ? input : {}) as { listeners?: unknown, auth?: { allowAnonymous?: unknown } }
+    // Run the file and cross-field checks too, on every part that is valid on
+    // its own, so one `switchyard check` shows every problem at once.
+    const raw = (typeof input === 'object' && input !== null ? input : {}) as { listeners?: unknown, auth?: unknown }
     const rawListeners = Array.isArray(raw.listeners) ? raw.listeners : []
     const listeners = rawListeners.map(l => listener.safeParse(l)).map(r => r.success ? r.data : undefined)
-    const { problems } = resolveListeners(listeners, baseDir, devCertDir)
+    const { listeners: resolved, problems } = resolveListeners(listeners, baseDir, devCertDir)
+    const auth = sections.auth.safeParse(raw.auth)
+    if (auth.success) resolveAuth(auth.data, baseDir, problems)
     const rawAuth = (raw.auth ?? {}) as { allowAnonymous?: unknown, passwordFile?: unknown }
-    const exposure = checkExposure(listeners, { allowAnonymous: rawAuth.allowAnonymous === true, passwordFile: typeof rawAuth.passwordFile === 'string' })
-    throw new ConfigError([...result.error.issues.map(describeIssue), ...problems, ...exposure], options.source)
+    problems.push(
+      ...checkPorts(listeners),
+      ...checkExposure(listeners, { allowAnonymous: rawAuth.allowAnonymous === true, passwordFile: typeof rawAuth.passwordFile === 'string' }),
+      // Only with every listener known: an invalid one may be the one clients log in through.
+      ...(auth.success && listeners.every(l => l !== undefined) ? checkLogin(resolved, auth.data) : []))
+    throw new ConfigError([...result.error.issues.map(describeIssue), ...problems], options.source)
   }
   const parsed = result.data
   const { listeners, problems } = resolveListeners(parsed.listeners, baseDir, devCertDir)
@@ -130,7 +139,7 @@ export function parseConfig (input: unknown, options: ParseOptions = {}): Config
   const persistence = parsed.persistence.type === 'level'
     ? { ...parsed.persistence, path: path.resolve(baseDir, parsed.persistence.path) }
     : parsed.persistence
-  const rules = { ...parsed.rules, dir: path.resolve(baseDir, parsed.rules.dir) }
+  const rules = { ...parsed.rules, dir: parsed.rules.dir === null ? null : path.resolve(baseDir, parsed.rules.dir) }
   const config = deepFreeze({ ...parsed, listeners, persistence, rules, auth, baseDir, devCertDir })
   validated.add(config)
   return config
@@ -180,8 +189,9 @@ function resolveListeners (parsed: ReadonlyArray<ParsedListener | undefined>, ba
 /**
  * Reads and validates a JSON config file. With no file, ./switchyard.json is
  * used when it exists, else the built-in defaults (with baseDir = cwd).
+ * `cwd` defaults to the working directory (path.resolve() with no argument).
  */
-export function loadConfig (file?: string, cwd = process.cwd()): Config {
+export function loadConfig (file?: string, cwd = path.resolve()): Config {
   const chosen = file ?? (existsSync(path.join(cwd, 'switchyard.json')) ? 'switchyard.json' : undefined)
   if (chosen === undefined) return parseConfig({}, { baseDir: cwd })
   const full = path.resolve(cwd, chosen)
@@ -195,9 +205,57 @@ export function loadConfig (file?: string, cwd = process.cwd()): Config {
   try {
     json = JSON.parse(text)
   } catch (err) {
-    throw new ConfigError([`(file): not valid JSON: ${(err as Error).message}; fix the syntax (JSON allows no comments or trailing commas)`], full)
+    const { line, column } = jsonErrorAt(text, (err as Error).message)
+    throw new ConfigError([`${full}:${line}:${column}: not valid JSON: ${jsonReason((err as Error).message)}; fix the syntax (JSON allows no comments or trailing commas)`], full, { cause: err })
   }
   return parseConfig(json, { baseDir: path.dirname(full), source: full })
+}
+
+/**
+ * Where JSON.parse failed, 1-based. Node 20 says "at position N", or nothing
+ * at all for "Unexpected token"; newer Node says "(line L column C)".
+ */
+function jsonErrorAt (text: string, message: string): { line: number, column: number } {
+  const at = /\(line (\d+) column (\d+)\)/.exec(message)
+  if (at) return { line: Number(at[1]), column: Number(at[2]) }
+  const offset = jsonErrorOffset(text.length, message) ?? firstBadOffset(text)
+  const lines = text.slice(0, offset).split('\n')
+  return { line: lines.length, column: lines[lines.length - 1]!.length + 1 }
+}
+
+function jsonErrorOffset (length: number, message: string): number | undefined {
+  if (message.startsWith('Unexpected end of JSON input')) return length
+  const at = / at position (\d+)/.exec(message)
+  return at ? Number(at[1]) : undefined
+}
+
+// The shortest prefix that fails for another reason than ending early ends
+// with the offending character.
+function firstBadOffset (text: string): number {
+  const fails = (n: number) => {
+    try {
+      JSON.parse(text.slice(0, n))
+      return false
+    } catch (err) {
+      const offset = jsonErrorOffset(n, (err as Error).message)
+      return offset === undefined || offset < n
+    }
+  }
+  let lo = 0
+  let hi = text.length
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1
+    if (fails(mid)) hi = mid
+    else lo = mid + 1
+  }
+  return Math.max(0, lo - 1)
+}
+
+function jsonReason (message: string): string {
+  return message
+    .replace(/ in JSON at position \d+.*$/s, '')
+    .replace(/ \(line \d+ column \d+\)/, '')
+    .replace(/, .* is not valid JSON$/s, '')
 }
 
 export function isLoopback (h: string): boolean {
@@ -237,11 +295,12 @@ function checkLogin (listeners: readonly ListenerConfig[], auth: AuthInput): str
   return ['auth.allowAnonymous: false, but there is no passwordFile and no listener with useIdentityAsUsername: no client could connect; add "passwordFile"']
 }
 
-function checkPorts (listeners: readonly ListenerConfig[]): string[] {
+/** `undefined` entries (listeners invalid on their own) keep their index for messages. */
+function checkPorts (listeners: ReadonlyArray<{ host: string, port: number } | undefined>): string[] {
   const seen = new Map<string, number>()
   const problems: string[] = []
   listeners.forEach((l, i) => {
-    if (l.port === 0) return
+    if (l === undefined || l.port === 0) return
     const id = `${l.host}:${l.port}`
     const first = seen.get(id)
     if (first !== undefined) problems.push(`listeners[${i}].port: ${id} is already used by listeners[${first}]; give each listener its own port`)
@@ -254,7 +313,10 @@ function describeIssue (issue: z.core.$ZodIssue): string {
   const key = formatPath(issue.path) || '(top level)'
   switch (issue.code) {
     case 'unrecognized_keys':
-      return issue.keys.map(k => `${key === '(top level)' ? '' : key + '.'}${k}: unknown key; remove it or check its spelling in docs/configuration.md`).join('\n  ')
+      return issue.keys.map(k => key === '(top level)' && k === 'hooks'
+        // Functions cannot come from a JSON file, so they are not config: see docs/embedding.md.
+        ? 'hooks: not a config key; pass hooks as an option: createBroker(config, { hooks })'
+        : `${key === '(top level)' ? '' : key + '.'}${k}: unknown key; remove it or check its spelling in docs/configuration.md`).join('\n  ')
     case 'invalid_union':
       if ('options' in issue && Array.isArray(issue.options)) {
         return `${key}: must be one of ${issue.options.map(o => JSON.stringify(o)).join(', ')}`

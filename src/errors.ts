@@ -10,6 +10,13 @@ export type ErrorCode =
   | 'ERR_PERSISTENCE'
   | 'ERR_CLOSED'
   | 'ERR_PUBLISH'
+  | 'ERR_INVALID_TOPIC'
+  | 'ERR_INVALID_QOS'
+  | 'ERR_INVALID_PAYLOAD'
+  | 'ERR_INVALID_FILTER'
+  | 'ERR_INVALID_RULE'
+  | 'ERR_PID_FILE'
+  | 'ERR_RULES_HOST'
 
 export class SwitchyardError extends Error {
   readonly code: ErrorCode
@@ -21,13 +28,18 @@ export class SwitchyardError extends Error {
   }
 }
 
-/** A config that failed validation. `problems` holds every problem found, one line each, `key: what is wrong; how to fix`. */
+/**
+ * A config that failed validation. `problems` holds every problem found, one
+ * line each, `key: what is wrong; how to fix`. The code is `ERR_CONFIG_INVALID`,
+ * or `ERR_TLS` when the files a TLS listener names exist but cannot be used
+ * (found when they are loaded, at start or on reload).
+ */
 export class ConfigError extends SwitchyardError {
   readonly problems: readonly string[]
 
-  constructor (problems: readonly string[], source?: string) {
+  constructor (problems: readonly string[], source?: string, options: { code?: 'ERR_CONFIG_INVALID' | 'ERR_TLS', cause?: unknown } = {}) {
     const where = source ? ` in ${source}` : ''
-    super('ERR_CONFIG_INVALID', `invalid configuration${where}:\n  ${problems.join('\n  ')}`)
+    super(options.code ?? 'ERR_CONFIG_INVALID', `invalid configuration${where}:\n  ${problems.join('\n  ')}`, 'cause' in options ? { cause: options.cause } : undefined)
     this.name = 'ConfigError'
     this.problems = problems
   }

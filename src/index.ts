@@ -3,10 +3,13 @@
  * here, and package.json "exports" names only this module.
  */
 export { createBroker } from './server.js'
-export type { Broker, BrokerOptions, BrokerStats, ListenerAddress } from './server.js'
+export type { Broker, BrokerOptions, BrokerRules, BrokerStats, ListenerAddress } from './server.js'
 export { loadConfig, parseConfig } from './config.js'
 export type { Config, ConfigInput, ListenerConfig, ParseOptions } from './config.js'
-export type { PublishInput } from './broker/aedes.js'
+export type { Message, Origin, PublishInput, QoS } from './message.js'
+export type { MessageHandler } from './bus.js'
+export type { BrokerEvents, BrokerEventName, ClientEvent } from './events.js'
+export type { AuthenticateRequest, HookClient, Hooks } from './hooks.js'
 export { generateDevCertificates } from './listeners/certs.js'
 export { SwitchyardError, ConfigError } from './errors.js'
 export { VERSION } from './version.js'

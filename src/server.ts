@@ -1,11 +1,18 @@
 import { Authenticator } from './auth/authenticator.js'
-import { createBrokerCore, type BrokerCore, type ClientInfo, type Counters, type PublishInput } from './broker/aedes.js'
-import { countRetained, openPersistence } from './broker/persistence.js'
+import { createBrokerCore, type BrokerCore, type ClientInfo, type Counters } from './broker/aedes.js'
+import { Bus, type MessageHandler } from './bus.js'
+import { EventHub, type BrokerEvents, type BrokerEventName } from './events.js'
+import type { Hooks } from './hooks.js'
+import { API_ORIGIN, BROKER_ORIGIN, type PublishInput } from './message.js'
+import { messageFrom } from './publish-input.js'
+import { RuleSources } from './rules/code-source.js'
+import { createCounters } from './broker/counters.js'
+import { openPersistence, wrapPersistence } from './broker/persistence.js'
 import { isLoopback, isValidated, parseConfig, type Config, type ConfigInput } from './config.js'
-import { ConfigError } from './errors.js'
+import { ConfigError, SwitchyardError } from './errors.js'
 import { VERSION } from './version.js'
 import { createLogger, type Logger } from './log.js'
-import { loadTlsMaterial } from './listeners/certs.js'
+import { loadTlsMaterial, type TlsMaterial } from './listeners/certs.js'
 import { ConnectionGate } from './listeners/gate.js'
 import type { BoundListener, ListenerContext } from './listeners/listener.js'
 import { listenTcp } from './listeners/tcp.js'
@@ -16,6 +23,8 @@ import { startAdmin, type AdminServer, type Health } from './ops/admin.js'
 import { Metrics } from './ops/metrics.js'
 import { SysPublisher, type SysSource } from './ops/sys.js'
 import { RulesEngine } from './rules/engine.js'
+import { RuleHostProcess } from './rules/host-process.js'
+import { RuleFiles } from './rules/loader.js'
 import type { RuleStateView } from './rules/state.js'
 
 export interface BrokerOptions {
@@ -23,6 +32,36 @@ export interface BrokerOptions {
   baseDir?: string
   /** A pino logger to use instead of one built from config.log. */
   logger?: Logger
+  /**
+   * The rule host process. `startTimeoutMs`: how long start-up waits for it
+   * to be ready before createBroker fails with ERR_RULES_HOST (default
+   * 10000). `entry` (tests only): the script forked instead of the built host.
+   */
+  rulesHost?: { startTimeoutMs?: number, entry?: string }
+  /**
+   * Authentication and authorization from code, run after the password file
+   * and the ACL (src/hooks.ts, docs/embedding.md). Here and not in the config:
+   * functions cannot come from a JSON file.
+   */
+  hooks?: Hooks
+}
+
+/** broker.rules: call it for every rule's state; add and remove rules from code. */
+export interface BrokerRules {
+  /** Every rule's state: status, error, counters, execution times (docs/rules.md). */
+  (): RuleStateView[]
+  /**
+   * Loads a rule from its source (an ES module, as a rule file holds), or
+   * replaces the code rule of that name, with the same sandbox, limits and
+   * status as a rule file. Resolves with its state once the load has been
+   * tried: `status` 'failed' and `error` say why it did not load (a replaced
+   * rule then keeps running its previous version). Rejects with
+   * ERR_INVALID_RULE when the name cannot be a rule's or the rules directory
+   * has it, ERR_CLOSED after close().
+   */
+  add(rule: { name: string, source: string }): Promise<RuleStateView>
+  /** Removes a rule added with add(); false when there is none of that name. ERR_INVALID_RULE for a rule file's name. */
+  remove(name: string): Promise<boolean>
 }
 
 export interface ListenerAddress {
@@ -46,8 +85,23 @@ export interface Broker {
   /** The admin HTTP listener as bound, when configured. */
   readonly admin: { readonly host: string, readonly port: number } | undefined
   readonly config: Config
-  /** Publish as the broker (not as a client): QoS, retain, persistence and rules apply. */
+  /**
+   * Publish as the application (origin 'api'): QoS, retain, persistence and
+   * rules apply. Checked as a client's PUBLISH: ERR_INVALID_TOPIC,
+   * ERR_INVALID_QOS, ERR_INVALID_PAYLOAD. A plain object or array payload is
+   * sent as JSON.
+   */
   publish(message: PublishInput): Promise<void>
+  /**
+   * Calls `handler` with every message the broker routes whose topic matches
+   * `filter` (MQTT matching: `#` does not match `$SYS/`), whoever published
+   * it; `message.origin` says who. Returns the function that ends it. A
+   * handler that throws is logged and costs only itself. ERR_INVALID_FILTER
+   * for a filter MQTT forbids.
+   */
+  subscribe(filter: string, handler: MessageHandler): () => void
+  /** Listens to a broker event; returns the function that stops listening. */
+  on<E extends BrokerEventName>(event: E, listener: BrokerEvents[E]): () => void
   stats(): BrokerStats
   /** The connected clients, as GET /api/clients shows them. */
   clients(): ClientInfo[]
@@ -55,8 +109,8 @@ export interface Broker {
   health(): Promise<Health>
   /** The Prometheus text that GET /metrics serves. */
   metrics(): Promise<string>
-  /** Every rule's state: status, error, counters, execution times (docs/rules.md). */
-  rules(): RuleStateView[]
+  /** Every rule's state with rules(); rules.add() and rules.remove() for rules from code. */
+  readonly rules: BrokerRules
   /** Re-reads the rules directory now; the watcher does it by itself within a second. */
   reloadRules(): Promise<void>
   /**
@@ -87,25 +141,38 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
   } catch (err) {
     throw new ConfigError((err as Error).message.split('\n'))
   }
+  // Lines Mosquitto accepts too (we keep their meaning), but most likely typos.
+  for (const warning of auth.warnings) logger.warn(warning)
+  // Before anything is opened or bound: one ERR_TLS names every TLS listener's problems.
+  const tlsMaterial = loadListenersTls(cfg, logger)
   const gate = new ConnectionGate(cfg.limits.maxConnections)
-  const persistence = await openPersistence(cfg.persistence)
-  // Before Aedes stores anything, so the count follows every change.
-  const retained = await countRetained(persistence)
-  let engine: RulesEngine | undefined
-  const core = await createBrokerCore({
-    limits: cfg.limits,
-    persistence,
-    auth,
-    logger,
-    onClientPublish: message => engine?.route(message)
+  const counters = createCounters()
+  // The one place the store is wrapped (persistence.ts), before Aedes stores anything.
+  const { persistence, retained, probe } = await wrapPersistence(await openPersistence(cfg.persistence), {
+    maxQueuedMessages: cfg.limits.maxQueuedMessages,
+    onQueueDrop: clientId => {
+      if (counters.queueDropped++ % 1000 === 0) {
+        logger.warn({ clientId, dropped: counters.queueDropped }, 'outgoing queue full (limits.maxQueuedMessages); message dropped for this client')
+      }
+    }
   })
-  let metrics: Metrics | undefined
-  engine = new RulesEngine({
+  // Every routed message passes the bus once: subscribers, events, rules.
+  const bus = new Bus(logger)
+  const events = new EventHub(bus, logger)
+  const core = await createBrokerCore({ limits: cfg.limits, persistence, counters, auth, logger, bus, events, hooks: options.hooks })
+  const rulesLog = logger.child({ component: 'rules' })
+  const ruleSources: RuleSources = new RuleSources(cfg.rules.dir === null ? undefined : new RuleFiles(cfg.rules.dir, rulesLog), rulesLog)
+  // Durations go to the metrics, which read the engine: a late-bound sink breaks the cycle.
+  const durations: { observe: (rule: string, ms: number) => void } = { observe: () => {} }
+  const engine = new RulesEngine({
     config: cfg.rules,
     maxPacketSize: cfg.limits.maxPacketSize,
+    runner: new RuleHostProcess({ logger: rulesLog, ...options.rulesHost }),
+    source: ruleSources,
     publisher: core,
+    feed: bus,
     logger,
-    onDuration: (rule, ms) => metrics?.observeRule(rule, ms),
+    onDuration: (rule, ms) => durations.observe(rule, ms),
     flow: core
   })
   const stats: SysSource = {
@@ -117,9 +184,10 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
     subscriptions: () => core.subscriptionCount(),
     rules: () => engine.rules(),
     offlineClients: async () => (await persistence.countOffline()).clientsCount,
-    publish: (topic, payload) => core.publish({ topic, payload, qos: 0, retain: true })
+    publish: (topic, payload) => core.publish({ topic, payload: Buffer.from(payload), qos: 0, retain: true, origin: BROKER_ORIGIN })
   }
-  metrics = new Metrics(stats)
+  const metrics = new Metrics(stats)
+  durations.observe = (rule, ms) => metrics.observeRule(rule, ms)
   const sys = new SysPublisher(stats, cfg.sys.interval, VERSION)
 
   const ctx: ListenerContext = {
@@ -132,16 +200,16 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
   let admin: AdminServer | undefined
   const health = async (): Promise<Health> => {
     const listeners = bound.map(b => ({ type: b.type, port: b.port, up: b.listening }))
-    const store = await withTimeout(persistence.probe(), 2000, 'persistence did not answer within 2 s').then(() => ({ ok: true }), (err: Error) => ({ ok: false, error: err.message }))
+    const store = await withTimeout(probe(), 2000, 'persistence did not answer within 2 s').then(() => ({ ok: true }), (err: Error) => ({ ok: false, error: err.message }))
     return { ok: store.ok && listeners.every(l => l.up), listeners, persistence: store }
   }
   try {
     // Rules first: clients that connect find them loaded.
     await engine.start()
-    for (const l of cfg.listeners) bound.push(await startListener(l, cfg, ctx, logger))
+    for (const [i, l] of cfg.listeners.entries()) bound.push(await startListener(l, tlsMaterial[i], ctx))
     if (cfg.admin) {
       admin = await startAdmin(cfg.admin, {
-        metrics: async () => ({ contentType: metrics!.contentType, body: await metrics!.text() }),
+        metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
         health,
         rules: () => engine.rules(),
         clients: () => core.clients()
@@ -165,14 +233,31 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
   sys.start()
 
   let closing: Promise<void> | undefined
+  const rules: BrokerRules = Object.assign(() => engine.rules(), {
+    async add (rule: { name: string, source: string }) {
+      if (closing) throw new SwitchyardError('ERR_CLOSED', 'rules.add(): the broker is closed')
+      const { name, source } = rule ?? {}
+      ruleSources.check(name, source)
+      await ruleSources.code.add(name, source)
+      const view = engine.rules().find(r => r.name === name)
+      if (!view) throw new SwitchyardError('ERR_CLOSED', 'rules.add(): the broker closed meanwhile')
+      return view
+    },
+    async remove (name: string) {
+      if (ruleSources.isFileRule(name)) throw new SwitchyardError('ERR_INVALID_RULE', `rules.remove(): rule ${name} comes from the rules directory; delete its file instead`)
+      return ruleSources.code.remove(name)
+    }
+  })
   return {
     listeners: Object.freeze(bound.map(({ type, host, port, path }) => Object.freeze(path === undefined ? { type, host, port } : { type, host, port, path }))),
     admin: admin ? Object.freeze({ host: admin.host, port: admin.port }) : undefined,
     config: cfg,
-    async publish (message) {
-      await core.publish(message)
-      engine.route({ topic: message.topic, payload: message.payload, qos: message.qos ?? 0, retain: message.retain ?? false, clientId: null, username: null })
+    async publish (input) {
+      // The bus hands it to the rules, as any other message.
+      await core.publish(messageFrom(input, API_ORIGIN, cfg.limits.maxPacketSize))
     },
+    subscribe: (filter, handler) => bus.subscribe(filter, handler),
+    on: (event, listener) => events.on(event, listener),
     stats: () => ({
       ...core.counters,
       connectedClients: core.connectedClients,
@@ -182,18 +267,21 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
     }),
     clients: () => core.clients(),
     health,
-    metrics: () => metrics!.text(),
-    rules: () => engine.rules(),
+    metrics: () => metrics.text(),
+    rules,
     reloadRules: () => engine.rescan(),
     async reload () {
       const problems = await auth.reload()
+      for (const warning of auth.warnings) logger.warn(warning)
       cfg.listeners.forEach((l, i) => {
         const listener = bound[i]
         if ((l.type !== 'tls' && l.type !== 'wss') || !listener?.setTlsMaterial) return
         try {
-          listener.setTlsMaterial(loadTlsMaterial(l, cfg.devCertDir, () => {}))
+          listener.setTlsMaterial(loadTlsMaterial(l, cfg.devCertDir, () => {}, { key: `listeners[${i}]`, baseDir: cfg.baseDir }))
         } catch (err) {
-          problems.push(`listeners[${i}]: ${(err as Error).message}`)
+          // The listener keeps its current certificate.
+          if (err instanceof ConfigError) problems.push(...err.problems)
+          else problems.push(`listeners[${i}]: ${(err as Error).message}`)
         }
       })
       if (problems.length > 0) logger.error({ problems }, 'reload failed in part; the previous state is kept where it failed')
@@ -232,14 +320,33 @@ async function closeCore (core: BrokerCore, gate: ConnectionGate): Promise<void>
   }
 }
 
-async function startListener (l: Config['listeners'][number], cfg: Config, ctx: ListenerContext, logger: Logger): Promise<BoundListener> {
-  const onGenerated = (caPath: string) => logger.warn({ ca: caPath }, `generated a development CA and server certificate for localhost; clients must trust ${caPath}`)
+async function startListener (l: Config['listeners'][number], material: TlsMaterial | undefined, ctx: ListenerContext): Promise<BoundListener> {
   switch (l.type) {
     case 'tcp': return listenTcp(l, ctx)
     case 'ws': return listenWs(l, ctx)
-    case 'tls': return listenTls(l, loadTlsMaterial(l, cfg.devCertDir, onGenerated), ctx)
-    case 'wss': return listenWss(l, loadTlsMaterial(l, cfg.devCertDir, onGenerated), ctx)
+    case 'tls': return listenTls(l, material!, ctx)
+    case 'wss': return listenWss(l, material!, ctx)
   }
+}
+
+/** Each TLS listener's material, by listener index; the problems of all of them in one ConfigError (ERR_TLS). */
+function loadListenersTls (cfg: Config, logger: Logger): Array<TlsMaterial | undefined> {
+  const onGenerated = (caPath: string) => logger.warn({ ca: caPath }, `generated a development CA and server certificate for localhost; clients must trust ${caPath}`)
+  const problems: string[] = []
+  let cause: unknown
+  const materials = cfg.listeners.map((l, i) => {
+    if (l.type !== 'tls' && l.type !== 'wss') return undefined
+    try {
+      return loadTlsMaterial(l, cfg.devCertDir, onGenerated, { key: `listeners[${i}]`, baseDir: cfg.baseDir })
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err
+      problems.push(...err.problems)
+      cause ??= err.cause
+      return undefined
+    }
+  })
+  if (problems.length > 0) throw new ConfigError(problems, undefined, { code: 'ERR_TLS', cause })
+  return materials
 }
 
 function formatHost (host: string): string {

@@ -5,7 +5,7 @@
  * as conversions finish.
  */
 import client from 'prom-client'
-import type { Counters } from '../broker/aedes.js'
+import type { Counters } from '../broker/counters.js'
 import type { RuleStateView } from '../rules/state.js'
 
 export interface StatsSource {
@@ -19,7 +19,7 @@ export interface StatsSource {
 }
 
 const QOS = ['0', '1', '2'] as const
-const RULE_COUNTERS = ['matched', 'outputs', 'dropped', 'failed', 'timeouts', 'memoryErrors', 'loopDropped', 'skipped', 'hostCrashes'] as const
+const RULE_COUNTERS = ['matched', 'outputs', 'dropped', 'failed', 'timeouts', 'memoryErrors', 'loopDropped', 'skipped', 'lostToHostCrash'] as const
 const snake = (s: string) => s.replace(/[A-Z]/g, c => '_' + c.toLowerCase())
 
 export class Metrics {
@@ -81,6 +81,7 @@ export class Metrics {
     counter('switchyard_auth_failures_total', 'CONNECTs refused for credentials or anonymity.', [], () => [[{}, c().authFailures]])
     counter('switchyard_oversized_packets_total', 'Connections closed for a packet over limits.maxPacketSize.', [], () => [[{}, c().oversizedPackets]])
     counter('switchyard_protocol_errors_total', 'Connections closed for malformed input before CONNECT completed.', [], () => [[{}, c().protocolErrors]])
+    counter('switchyard_invalid_topics_total', 'Connections closed for a forbidden topic or filter, or U+0000 or ill-formed UTF-8 in any string.', [], () => [[{}, c().invalidTopics]])
 
     for (const name of RULE_COUNTERS) {
       counter(`switchyard_rule_${snake(name)}_total`, `Rule counter "${name}" (docs/rules.md), by rule.`, ['rule'], () => source.rules().map(rule => [{ rule: rule.name }, rule[name]]))

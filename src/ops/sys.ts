@@ -5,6 +5,7 @@
  * every sys.interval seconds when they changed, and reach only clients whose
  * ACL grants read.
  */
+import { getHeapStatistics } from 'node:v8'
 import type { StatsSource } from './metrics.js'
 
 export interface SysSource extends StatsSource {
@@ -50,7 +51,8 @@ export class SysPublisher {
     const now = Date.now()
     const elapsed = Math.max(1, (now - this.#lastTick) / 1000)
     this.#lastTick = now
-    const heap = process.memoryUsage().heapUsed
+    // the figure process.memoryUsage().heapUsed reports (only cli.ts touches `process`)
+    const heap = getHeapStatistics().used_heap_size
     this.#heapMax = Math.max(this.#heapMax, heap)
     const bytes = s.bytes()
     const connected = s.connectedClients()

@@ -22,7 +22,7 @@ describe('defaults', () => {
       ['tcp', '127.0.0.1', 1883], ['tls', '127.0.0.1', 8883], ['wss', '127.0.0.1', 8084]
     ])
     expect(config.persistence).toEqual({ type: 'level', path: '/srv/sy/data' })
-    expect(config.limits).toEqual({ maxPacketSize: 1048576, maxConnections: 10000, maxQueuedMessages: 1000 })
+    expect(config.limits).toEqual({ maxPacketSize: 1048576, maxConnections: 10000, maxQueuedMessages: 1000, maxClientIdLength: 256 })
     expect(config.log.level).toBe('info')
   })
 
@@ -81,6 +81,22 @@ describe('every problem is reported, naming the key and the fix', () => {
     expect(problemsOf({ listeners: [{ type: 'tcp', port: 1883 }, { type: 'ws', port: 1883 }] })).toEqual([
       'listeners[1].port: 127.0.0.1:1883 is already used by listeners[0]; give each listener its own port'
     ])
+  })
+
+  test('cross-field problems come with the schema problems, not after they are fixed', () => {
+    const problems = problemsOf({
+      listeners: [{ type: 'tcp', port: 1883 }, { type: 'tcp', prot: 1 }, { type: 'ws', port: 1883 }],
+      log: { level: 'verbose' },
+      auth: { allowAnonymous: false, aclFile: 'nope.acl' }
+    }, '/tmp/none')
+    expect(problems).toEqual([
+      'listeners[1].prot: unknown key; remove it or check its spelling in docs/configuration.md',
+      expect.stringMatching(/^log\.level: must be one of /),
+      'auth.aclFile: file not found: nope.acl (resolved to /tmp/none/nope.acl)',
+      'listeners[2].port: 127.0.0.1:1883 is already used by listeners[0]; give each listener its own port'
+    ])
+    // allowAnonymous: false with no way to log in is not reported while a listener is invalid: it may be the one with client-certificate logins.
+    expect(problemsOf({ listeners: [{ type: 'tcp' }], log: { level: 'x' }, auth: { allowAnonymous: false } }).at(-1)).toMatch(/^auth\.allowAnonymous: false, but/)
   })
 })
 
@@ -155,5 +171,26 @@ describe('loadConfig', () => {
     writeFileSync(path.join(dir, 'bad.json'), '{ "log": { "level": "info", } }')
     expect(() => loadConfig('bad.json', dir)).toThrow(/not valid JSON/)
     expect(() => loadConfig('missing.json', dir)).toThrow(/--config: cannot read/)
+  })
+
+  test('a JSON syntax error names the file, the line and the column', () => {
+    const dir = tempDir()
+    const file = path.join(dir, 'bad.json')
+    const problemOf = (text: string) => {
+      writeFileSync(file, text)
+      try {
+        loadConfig('bad.json', dir)
+      } catch (err) {
+        expect(err).toMatchObject({ code: 'ERR_CONFIG_INVALID' })
+        return (err as ConfigError).problems[0]
+      }
+      throw new Error('expected a ConfigError')
+    }
+    const fix = '; fix the syntax (JSON allows no comments or trailing commas)'
+    expect(problemOf('{\n  "log": { "level": "info", }\n}\n')).toBe(`${file}:2:29: not valid JSON: Expected double-quoted property name${fix}`)
+    // Node 20 gives no position for this one
+    expect(problemOf('{\n  "listeners": [\n    { "type": "tcp" },\n  ]\n}\n')).toBe(`${file}:4:3: not valid JSON: Unexpected token ']'${fix}`)
+    expect(problemOf('{\n  // a comment\n}')).toBe(`${file}:2:3: not valid JSON: Expected property name or '}'${fix}`)
+    expect(problemOf('{ "log": ')).toBe(`${file}:1:10: not valid JSON: Unexpected end of JSON input${fix}`)
   })
 })

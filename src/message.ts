@@ -1,0 +1,53 @@
+/*
+ * The one shape of a message inside Switchyard. Every message the broker
+ * routes, whatever its origin (a client's PUBLISH, broker.publish(), a rule's
+ * output, later a bridge), is a Message when it reaches the bus
+ * (broker.subscribe), the rules and the events. MQTT 5 properties will be an
+ * optional `properties` field here, not a second type.
+ */
+
+export type QoS = 0 | 1 | 2
+
+/**
+ * Where a message entered the broker: a client's PUBLISH (or its will),
+ * broker.publish() from the embedding application, a rule's output, a bridge
+ * (later), or the broker itself (its $SYS/ topics: statistics, rule status).
+ */
+export interface Origin {
+  readonly kind: 'client' | 'api' | 'rule' | 'bridge' | 'broker'
+  /**
+   * The publishing client, for kind 'client'. For kind 'rule', the client
+   * whose message started the chain (rules see the original publisher, as
+   * docs/rules.md says), or null. Null otherwise.
+   */
+  readonly clientId: string | null
+  /** That client's username, when it logged in with one. */
+  readonly username: string | null
+  /** The rule that produced it, for kind 'rule'. */
+  readonly rule?: string
+  /** The rules it has already passed through, oldest first (loop prevention, rules.maxHops). */
+  readonly chain: readonly string[]
+}
+
+/** The provenance chain of every message that no rule produced. */
+export const NO_CHAIN: readonly string[] = Object.freeze([])
+/** The broker's own messages: $SYS/ statistics and rule status. */
+export const BROKER_ORIGIN: Origin = Object.freeze({ kind: 'broker', clientId: null, username: null, chain: NO_CHAIN })
+/** broker.publish() from the embedding application. */
+export const API_ORIGIN: Origin = Object.freeze({ kind: 'api', clientId: null, username: null, chain: NO_CHAIN })
+
+export interface Message {
+  readonly topic: string
+  readonly payload: Buffer
+  readonly qos: QoS
+  readonly retain: boolean
+  readonly origin: Origin
+}
+
+/** What broker.publish() accepts: a plain object payload is serialized to JSON, as rule outputs are. */
+export interface PublishInput {
+  topic: string
+  payload: string | Buffer | Uint8Array | Record<string, unknown> | unknown[]
+  qos?: QoS
+  retain?: boolean
+}
