@@ -1,8 +1,12 @@
-import { defineConfig } from 'vitest/config'
+import { configDefaults, defineConfig } from 'vitest/config'
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // builds dist/ first when it is missing or stale: the rule host and the CLI run from it
+    globalSetup: ['./test/global-setup.ts'],
+    // the adversarial suite takes minutes: npm run test:adversarial (vitest.adversarial.config.ts)
+    exclude: [...configDefaults.exclude, 'test/adversarial/**'],
     // isolated-vm needs it in every process that loads it
     execArgv: ['--no-node-snapshot'],
     testTimeout: 20_000,

@@ -45,6 +45,7 @@ const SCENARIOS = [
   { id: 'rule-latency', title: 'latency at 5,000 msg/s through the rule', brokers: OURS, flow: { qos: 0, pubs: 1, subs: 1, rate: 5000, seconds: n(5, 2), json: true, rules: { 'uplink.js': CONVERTER } } },
   { id: 'rules1000-none', title: '1,000 rules, none matching', brokers: OURS, baseline: 'qos0', flow: { qos: 0, pubs: 1, subs: 1, perPub: n(200_000, 40_000), rules: thousandRules, settleMs: 10_000 } },
   { id: 'rules1000-one', title: '1,000 rules, one matching each message', brokers: OURS, baseline: 'rule', flow: { qos: 0, pubs: 1, subs: 1, perPub: n(60_000, 15_000), json: true, rules: thousandRules, topic: 'site/537/SN-{id}/temperature', filter: 'out/#', settleMs: 10_000 } },
+  { id: 'retained', title: `retained replay of ${quick ? '5,000' : '20,000'} messages to a new # subscriber`, brokers: ALL, retained: { count: n(20_000, 5_000), qos: 0 } },
   { id: 'idle', title: `${quick ? '2,000' : '10,000'} idle connections`, brokers: PLAIN, idle: n(10_000, 2_000) },
   { id: 'startup', title: 'start-up with 100 rules', brokers: OURS, startup: hundredRules }
 ]
@@ -146,6 +147,23 @@ async function runIdle (brokerKey, connections) {
   }
 }
 
+async function runRetained (brokerKey, { count, qos }) {
+  const dir = tempDir()
+  const port = await freePort()
+  const broker = await BROKERS[brokerKey].start({ port, dir })
+  try {
+    const w = startWorker({ role: 'retained', port, count, qos })
+    const result = await w.next()
+    await w.worker.terminate()
+    if (result.type !== 'done') throw new Error(result.message ?? 'retained replay failed')
+    const sorted = result.seconds.slice().sort((a, b) => a - b)
+    return { retainedCount: count, replaySeconds: sorted[Math.floor(sorted.length / 2)], replayMax: sorted.at(-1), storeSeconds: result.storeSeconds, peakRss: peakRss(broker.pid) }
+  } finally {
+    await broker.stop()
+    removeDir(dir)
+  }
+}
+
 async function runStartup (brokerKey, rules) {
   const times = { none: [], rules: [] }
   for (let i = 0; i < 3; i++) {
@@ -185,6 +203,7 @@ async function main () {
       try {
         if (scenario.idle) r = await runIdle(key, scenario.idle)
         else if (scenario.startup) r = await runStartup(key, scenario.startup)
+        else if (scenario.retained) r = await runRetained(key, scenario.retained)
         else r = await runFlow(key, scenario.flow)
       } catch (err) {
         console.log(`${scenario.id.padEnd(15)} ${BROKERS[key].label.padEnd(20)} FAILED: ${err.message.split('\n')[0]}`)
@@ -200,6 +219,7 @@ async function main () {
 
 function line (r) {
   if (r.connectRate !== undefined) return `${fmt.rate(r.connectRate)} conn/s, ${fmt.kb(r.rssPerConnection)} KiB RSS/conn, peak RSS ${fmt.mb(r.peakRss)} MiB`
+  if (r.replaySeconds !== undefined) return `replay ${fmt.ms(r.replaySeconds * 1000)} ms (median of 3, max ${fmt.ms(r.replayMax * 1000)} ms), ${fmt.rate(r.retainedCount / r.replaySeconds)} msg/s; storing them took ${fmt.ms(r.storeSeconds * 1000)} ms; peak RSS ${fmt.mb(r.peakRss)} MiB`
   if (r.startupMs !== undefined) return `start-up ${fmt.ms(r.startupMs)} ms, with 100 rules ${fmt.ms(r.startupWithRulesMs)} ms`
   return `${fmt.rate(r.msgPerSec)} msg/s, p50 ${fmt.ms(r.p50)} ms, p99 ${fmt.ms(r.p99)} ms, max ${fmt.ms(r.max)} ms, ` +
     `lost ${r.lost}, dup ${r.duplicates}, out-of-order ${r.outOfOrder}, CPU ${fmt.us(r.cpuPerMsg)} µs/msg, peak RSS ${fmt.mb(r.peakRss)} MiB`
@@ -215,6 +235,14 @@ function table (results) {
     const m = r.mosquitto
     if (s.idle) {
       rows.push(`| ${s.title} | ${fmt.rate(sy?.connectRate)} conn/s | ${fmt.ratio(sy?.connectRate / a?.connectRate)} | ${fmt.ratio(sy?.connectRate / m?.connectRate)} | ${fmt.kb(sy?.rssPerConnection)} KiB RSS/conn | ${fmt.ratio(sy?.rssPerConnection / a?.rssPerConnection)} | ${fmt.ratio(sy?.rssPerConnection / m?.rssPerConnection)} | | |`)
+      continue
+    }
+    if (s.retained) {
+      const ms = x => fmt.ms(x?.replaySeconds * 1000)
+      const sl = r['switchyard-level']
+      const al = r['aedes-level']
+      // ratios of times here: above 1× is slower
+      rows.push(`| ${s.title} | ${ms(sy)} ms (level ${ms(sl)} ms) | time ${fmt.ratio(sy?.replaySeconds / a?.replaySeconds)} (level ${fmt.ratio(sl?.replaySeconds / al?.replaySeconds)}) | time ${fmt.ratio(sy?.replaySeconds / m?.replaySeconds)} (level ${fmt.ratio(sl?.replaySeconds / m?.replaySeconds)}) | | | | replay ms: ${ms(sy)} / ${ms(a)} / ${ms(m)} | |`)
       continue
     }
     if (s.startup) {

@@ -204,7 +204,64 @@ async function idle ({ connections, concurrency = 200 }) {
   parentPort.postMessage({ type: 'closed' })
 }
 
-const roles = { publishers, subscribers, idle }
+// --- retained replay ----------------------------------------------------
+// Stores `count` retained messages, then times how long a new subscriber to
+// `#` takes to receive all of them, from its SUBSCRIBE to the last one, over
+// `rounds` fresh subscribers. A first, untimed subscriber is the barrier
+// that every message is stored (a PUBACK may come before the store).
+async function retained ({ count, qos = 0, rounds = 3, window = 100 }) {
+  let acked = 0
+  let sent = 0
+  let inflight = 0
+  let allAcked
+  const stored = new Promise(resolve => { allAcked = resolve })
+  const pub = await open(`bench-retain-${process.pid}`, (type) => {
+    if (type !== PUBACK) return
+    acked++; inflight--
+    if (acked === count) allAcked()
+    else pump()
+  })
+  const payload = Buffer.alloc(64, 0x20)
+  function pump () {
+    const parts = []
+    while (sent < count && inflight < window) {
+      parts.push(mqttPacket.generate({ cmd: 'publish', topic: `retained/${sent}`, payload, qos: 1, retain: true, dup: false, messageId: (sent % 65535) + 1 }))
+      sent++; inflight++
+    }
+    if (parts.length > 0) pub.write(Buffer.concat(parts))
+  }
+  const storeStart = now()
+  pump()
+  await stored
+  const storeSeconds = (now() - storeStart) / 1000
+
+  const replay = async (clientId) => {
+    let got = 0
+    let subscribedAt = 0
+    let finished
+    const all = new Promise(resolve => { finished = resolve })
+    const sock = await open(clientId, (type, flags, buf, start, end, s) => {
+      if (type !== PUBLISH) return
+      const topicLength = buf.readUInt16BE(start)
+      if ((flags >> 1) & 3) s.write(ack(PUBACK, buf.readUInt16BE(start + 2 + topicLength)))
+      if ((flags & 1) && buf.toString('utf8', start + 2, start + 2 + 9) === 'retained/' && ++got === count) finished(now())
+    })
+    // a bound, so that a broker that loses some cannot hang the bench
+    setTimeout(() => finished(NaN), 60_000).unref()
+    subscribedAt = now()
+    sock.write(subscribePacket('#', qos))
+    const last = await all
+    sock.destroy()
+    return (last - subscribedAt) / 1000
+  }
+  await replay(`bench-retain-warm-${process.pid}`)
+  const seconds = []
+  for (let r = 0; r < rounds; r++) seconds.push(await replay(`bench-retain-sub-${r}-${process.pid}`))
+  pub.destroy()
+  parentPort.postMessage({ type: 'done', storeSeconds, seconds })
+}
+
+const roles = { publishers, subscribers, idle, retained }
 roles[role](workerData).catch(err => {
   parentPort.postMessage({ type: 'error', message: err.message })
 })
