@@ -1,0 +1,34 @@
+import { execFile } from 'node:child_process'
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { describe, expect, test } from 'vitest'
+import { tempDir } from '../helpers/broker.js'
+import { SHIPPED_EXAMPLES } from '../helpers/rules.js'
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+const EXAMPLE_FILES = SHIPPED_EXAMPLES.flatMap(name => [`rules/${name}.js`, `rules/${name}.test.json`]).sort()
+
+/** The rules/ entries `npm pack` would ship from `dir` (scripts off: no build). */
+async function packedRules (dir: string): Promise<string[]> {
+  const { stdout } = await promisify(execFile)('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: dir })
+  const [pack] = JSON.parse(stdout) as Array<{ files: Array<{ path: string }> }>
+  return pack!.files.map(f => f.path).filter(p => p.startsWith('rules/')).sort()
+}
+
+describe('npm pack ships the example rules only', () => {
+  test('the rules/ entries of the package are exactly the shipped examples and their fixtures', async () => {
+    expect(await packedRules(ROOT)).toEqual(EXAMPLE_FILES)
+  })
+
+  test('a rule a user adds to rules/ is never packed', async () => {
+    const dir = tempDir()
+    copyFileSync(path.join(ROOT, 'package.json'), path.join(dir, 'package.json'))
+    mkdirSync(path.join(dir, 'rules'))
+    for (const file of EXAMPLE_FILES) copyFileSync(path.join(ROOT, file), path.join(dir, file))
+    writeFileSync(path.join(dir, 'rules', 'my-plant.js'), `export const topics = ['a']; export function convert () {}`)
+    writeFileSync(path.join(dir, 'rules', 'my-plant.test.json'), '{ "cases": [] }')
+    expect(await packedRules(dir)).toEqual(EXAMPLE_FILES)
+  })
+})
