@@ -203,6 +203,7 @@ async function runCase (port: number, c: FuzzCase): Promise<CaseOutcome> {
   })
   socket.on('end', () => { closedByBroker = true })
   socket.on('close', () => { closed = true; for (const f of onClose.splice(0)) f() })
+  // The case's own pacing (gaps between chunks, lingering): time is part of the input, cut short if the broker closes.
   const closedOr = (ms: number) => new Promise<void>(resolve => {
     if (closed) { resolve(); return }
     const t = setTimeout(resolve, ms)
@@ -235,7 +236,11 @@ class RawObserver {
   #stopped = false
   #socket: import('node:net').Socket | undefined
 
-  constructor (readonly port: number, readonly clientId: string, readonly reasonOf: () => string) {}
+  /** How many of its disconnect log lines were already taken as reasons. */
+  #logged = 0
+
+  /** `reasons` lists the reasons of its "client disconnected" log lines so far. */
+  constructor (readonly port: number, readonly clientId: string, readonly reasons: () => unknown[]) {}
 
   get open (): boolean { return this.#open }
 
@@ -248,11 +253,14 @@ class RawObserver {
     socket.on('close', () => {
       this.#open = false
       if (this.#stopped) return
-      // the log line may trail the close by a moment
-      setTimeout(() => {
-        this.drops.push(this.reasonOf())
+      // The log line may trail the close: wait for it (bounded: a drop without one still counts).
+      const seen = this.#logged
+      until(() => this.reasons().length > seen, `the log line of ${this.clientId}'s disconnect`, 2000, 5).catch(() => {}).then(() => {
+        const all = this.reasons()
+        this.#logged = all.length
+        this.drops.push(JSON.stringify((all.length > seen ? all.at(-1) : undefined) ?? 'no log line'))
         if (this.drops.length < 20) this.start().catch(() => {})
-      }, 100)
+      })
     })
     socket.on('data', d => {
       for (const f of reader.push(d)) {
@@ -275,8 +283,8 @@ class RawObserver {
   stop (): void { this.#stopped = true; this.#socket?.destroy() }
 }
 
-async function rawObserver (port: number, clientId: string, reasonOf: () => string): Promise<RawObserver> {
-  const o = new RawObserver(port, clientId, reasonOf)
+async function rawObserver (port: number, clientId: string, reasons: () => unknown[]): Promise<RawObserver> {
+  const o = new RawObserver(port, clientId, reasons)
   onTestFinished(() => o.stop())
   await o.start()
   return o
@@ -338,7 +346,7 @@ describe(`seeded fuzzer over every packet type (seed ${SEED})`, () => {
     const cases = Array.from({ length: CASES }, (_, i) => genCase(rng, i, clientIds))
     results.cases = cases
     const observerId = `adv-observer-${SEED}`
-    const reasonOf = (id: string) => () => JSON.stringify(broker.logs.filter(l => l.clientId === id && l.msg === 'client disconnected').at(-1)?.reason ?? 'no log line')
+    const reasonOf = (id: string) => () => broker.logs.filter(l => l.clientId === id && l.msg === 'client disconnected').map(l => l.reason)
     const observer = await rawObserver(port, observerId, reasonOf(observerId))
 
     let peak = 0

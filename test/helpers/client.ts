@@ -9,6 +9,12 @@ export interface Inbox {
   readonly messages: Received[]
   /** Resolves once at least `n` messages have arrived. */
   waitFor(n: number, timeoutMs?: number): Promise<Received[]>
+  /**
+   * Resolves when a message with exactly this topic and payload arrives. Such
+   * messages (a barrier's marker, helpers/barrier.ts) are never put in
+   * `messages`, nor counted by waitFor, copies included.
+   */
+  marker(topic: string, payload: string, timeoutMs?: number): Promise<void>
 }
 
 const inboxes = new WeakMap<MqttClient, Inbox>()
@@ -45,7 +51,12 @@ export function inbox (client: MqttClient): Inbox {
 function record (client: MqttClient): Inbox {
   const messages: Received[] = []
   const waiters: Array<() => void> = []
+  // marker key -> its waiter, until it arrives (then a no-op: later copies are dropped too)
+  const markers = new Map<string, () => void>()
+  const keyOf = (topic: string, payload: string) => `${topic}\u0000${payload}`
   client.on('message', (topic, payload, packet) => {
+    const marked = markers.get(keyOf(topic, payload.toString()))
+    if (marked) { marked(); return }
     messages.push({ topic, payload: payload.toString(), qos: packet.qos, retain: packet.retain, packet })
     for (const w of waiters.splice(0)) w()
   })
@@ -57,11 +68,15 @@ function record (client: MqttClient): Inbox {
         if (messages.length >= n) { clearTimeout(timer); resolve(messages.slice()) } else waiters.push(check)
       }
       check()
+    }),
+    marker: (topic, payload, timeoutMs = 5000) => new Promise<void>((resolve, reject) => {
+      const key = keyOf(topic, payload)
+      if (markers.has(key)) throw new Error(`marker ${JSON.stringify(payload)} on ${topic} is already in use`)
+      const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for the marker ${JSON.stringify(payload)} on ${topic}; got ${JSON.stringify(messages.map(m => m.topic))}`)), timeoutMs)
+      markers.set(key, () => { clearTimeout(timer); markers.set(key, () => {}); resolve() })
     })
   }
 }
-
-export const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
 
 /** The SUBACK return codes for a subscription, 0x80 (128) included: MQTT.js rejects on any 128, with the SUBACK attached. */
 export async function granted (client: MqttClient, topics: string | string[]): Promise<number[]> {

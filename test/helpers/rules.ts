@@ -40,11 +40,5 @@ export function rule (broker: Broker, name: string): RuleStateView {
   return found
 }
 
-/** Polls until `check` returns true; fails after `timeoutMs` with `what`. A bound, not a timing assertion. */
-export async function until (check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 10))
-  }
-}
+/** Polls until `check` holds; fails after `timeoutMs` with `what` (helpers/wait.ts). */
+export { until } from './wait.js'

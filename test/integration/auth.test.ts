@@ -6,10 +6,12 @@ import { promisify } from 'node:util'
 import { describe, expect, test } from 'vitest'
 import { generateClientCertificate } from '../../src/listeners/certs.js'
 import { startBroker, tempDir, testCerts, urlFor } from '../helpers/broker.js'
-import { connect, granted, inbox, sleep } from '../helpers/client.js'
+import { barrier, retainedBarrier } from '../helpers/barrier.js'
+import { connect, granted, inbox } from '../helpers/client.js'
 import { runCli } from '../helpers/cli.js'
 import { captureLog } from '../helpers/log.js'
 import { startWithRules, until } from '../helpers/rules.js'
+import { listening } from '../helpers/wait.js'
 
 const run = promisify(execFile)
 const has = async (bin: string) => run('sh', ['-c', `command -v ${bin}`]).then(() => true, () => false)
@@ -85,8 +87,7 @@ describe.skipIf(!haveMosquitto)('Mosquitto compatibility, both directions', () =
     let stderr = ''
     mosquitto.stderr.on('data', d => { stderr += d })
     try {
-      await until(() => stderr.includes('running') || stderr.includes('Opening ipv4 listen socket'), `mosquitto to start: ${stderr}`)
-      await sleep(100)
+      await until(() => listening(port), `mosquitto to accept connections on ${port}: ${stderr}`)
       const pub = (user: string, password: string) => run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-u', user, '-P', password, '-t', 't', '-m', 'x'])
       await expect(pub('alice', 'wonderland')).resolves.toBeDefined()
       await expect(pub('bob', 'builder')).resolves.toBeDefined()
@@ -157,8 +158,8 @@ describe('ACL over real connections', () => {
     const alice = await as('alice')
     await alice.publishAsync('devices/bob/cmd', 'not yours', { qos: 1 }) // PUBACK arrives
     await alice.publishAsync('devices/alice/temp', '21', { qos: 1 })
-    const got = await inbox(bob).waitFor(1)
-    await sleep(50)
+    await inbox(bob).waitFor(1)
+    const got = await barrier(alice, bob, 'devices/alice/barrier')
     expect(got.map(m => m.topic)).toEqual(['devices/alice/temp'])
     expect(alice.connected).toBe(true)
     expect(broker.stats().deniedPublishes).toBe(1)
@@ -186,14 +187,13 @@ describe('ACL over real connections', () => {
     await alice.subscribeAsync('devices/alice/#')
     await broker.publish({ topic: 'devices/alice/secret', payload: 'from the broker', qos: 1, retain: true })
     await broker.publish({ topic: 'devices/alice/open', payload: 'ok', qos: 1 })
-    const got = await inbox(alice).waitFor(1)
-    await sleep(50)
+    await inbox(alice).waitFor(1)
+    const got = await barrier(broker, alice, 'devices/alice/barrier')
     expect(got.map(m => m.topic)).toEqual(['devices/alice/open'])
-    // and the retained secret is not replayed to her either
+    // and the retained secret is not replayed to her either (the marker, two levels down, is not under devices/alice/+)
     const again = await as('alice')
-    await again.subscribeAsync('devices/alice/+')
-    await sleep(100)
-    expect(inbox(again).messages.map(m => m.topic)).toEqual([])
+    const replayed = await retainedBarrier(broker, again, 'devices/alice/+', 'devices/alice/barrier/retained')
+    expect(replayed.map(m => m.topic)).toEqual([])
   })
 
   test('patterns (%u) and anonymous lines apply', async () => {
@@ -227,8 +227,8 @@ describe('client certificates', () => {
     expect(await granted(sensor, ['devices/#', 'devices/sensor-1/#'])).toEqual([128, 0])
     await sensor.publishAsync('devices/sensor-1/temp', '20', { qos: 1 })
     await sensor.publishAsync('devices/sensor-2/temp', 'not mine', { qos: 1 })
-    const got = await inbox(sensor).waitFor(1)
-    await sleep(50)
+    await inbox(sensor).waitFor(1)
+    const got = await barrier(sensor, sensor, 'devices/sensor-1/barrier')
     expect(got.map(m => m.topic)).toEqual(['devices/sensor-1/temp'])
   })
 })

@@ -2,7 +2,7 @@ import path from 'node:path'
 import { describe, expect, test } from 'vitest'
 import { createBroker } from '../../src/index.js'
 import { tempDir } from '../helpers/broker.js'
-import { connect, inbox, sleep } from '../helpers/client.js'
+import { connect, inbox } from '../helpers/client.js'
 import { startCli } from '../helpers/cli.js'
 
 /**
@@ -81,7 +81,6 @@ describe('durability with LevelDB persistence', () => {
     } finally {
       await first.close()
     }
-    await sleep(10)
   })
 })
 

@@ -1,7 +1,9 @@
 import { describe, expect, test } from 'vitest'
 import { startBroker, urlFor } from '../helpers/broker.js'
-import { connect, inbox, sleep } from '../helpers/client.js'
+import { barrier } from '../helpers/barrier.js'
+import { connect, inbox } from '../helpers/client.js'
 import { connectPacket, rawConnect } from '../helpers/raw.js'
+import { until } from '../helpers/wait.js'
 
 const tcpPort = (broker: Awaited<ReturnType<typeof startBroker>>) => broker.listeners[0]!.port
 
@@ -57,7 +59,7 @@ describe('limits.maxConnections', () => {
     await expect(connect(url)).rejects.toThrow()
     expect(broker.stats().refusedConnections).toBe(1)
     await a.endAsync()
-    await sleep(50)
+    await until(() => broker.stats().openConnections === 1, 'the broker to see the client leave')
     await expect(connect(url)).resolves.toBeDefined()
   })
 })
@@ -105,8 +107,8 @@ describe('limits.maxQueuedMessages', () => {
     expect(broker.stats().queueDropped).toBe(7)
 
     const back = await connect(url, { clientId: 'slow', clean: false })
-    const got = await inbox(back).waitFor(5)
-    await sleep(100)
+    await inbox(back).waitFor(5)
+    const got = await barrier(pub, back, 'q/barrier') // published after the reconnect, so after the whole queue
     expect(got.map(m => m.payload)).toEqual(['0', '1', '2', '3', '4'])
     expect(inbox(back).messages).toHaveLength(5)
     // delivered and acknowledged: the queue has room again

@@ -6,7 +6,8 @@ import { promisify } from 'node:util'
 import { describe, expect, test } from 'vitest'
 import { createBroker, type Broker } from '../../src/index.js'
 import { startBroker, tempDir, urlFor } from '../helpers/broker.js'
-import { connect, inbox, sleep } from '../helpers/client.js'
+import { retainedBarrier } from '../helpers/barrier.js'
+import { connect, inbox } from '../helpers/client.js'
 import { captureLog } from '../helpers/log.js'
 import { startWithRules, until } from '../helpers/rules.js'
 
@@ -167,12 +168,13 @@ describe.skipIf(!haveMosquittoSub)('$SYS/broker topics, as Mosquitto publishes t
 
   test('only clients whose ACL grants read receive them', async () => {
     const dir = tempDir()
-    writeFileSync(path.join(dir, 'acl'), 'topic read $SYS/broker/clients/#\n')
+    // barrier/# only for the marker of the barrier below
+    writeFileSync(path.join(dir, 'acl'), 'topic read $SYS/broker/clients/#\ntopic read barrier/#\n')
     const broker = await startBroker({ sys: { interval: 1 }, auth: { aclFile: path.join(dir, 'acl'), allowAnonymous: true } })
     const c = await connect(urlFor(broker))
-    await c.subscribeAsync('$SYS/broker/clients/#')
+    // subscribes and waits until the whole retained replay is in
+    await retainedBarrier(broker, c, '$SYS/broker/clients/#', 'barrier/retained')
     await inbox(c).waitFor(1, 3000)
-    await sleep(200)
     expect(inbox(c).messages.every(m => m.topic.startsWith('$SYS/broker/clients/'))).toBe(true)
     const wide = await connect(urlFor(broker))
     const { granted } = await import('../helpers/client.js')

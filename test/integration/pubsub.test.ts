@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest'
 import { listenerFor, startBroker, TRANSPORTS, urlFor, type Transport } from '../helpers/broker.js'
-import { connect, inbox, sleep } from '../helpers/client.js'
+import { barrier, retainedBarrier } from '../helpers/barrier.js'
+import { connect, inbox } from '../helpers/client.js'
 
 // One behaviour suite, run over every transport (STYLE.md habit 7).
 describe.each(TRANSPORTS)('MQTT behaviour over %s', (transport: Transport) => {
@@ -38,12 +39,10 @@ describe.each(TRANSPORTS)('MQTT behaviour over %s', (transport: Transport) => {
     await pub.publishAsync('config/b', '', { qos: 1, retain: true }) // [MQTT-3.3.1-10] clears
 
     const late = await connect(url)
-    const box = inbox(late)
-    await late.subscribeAsync('config/#', { qos: 1 })
-    const [msg] = await box.waitFor(1)
-    expect(msg).toMatchObject({ topic: 'config/a', payload: 'v2', retain: true })
-    await sleep(100)
-    expect(box.messages).toHaveLength(1)
+    // subscribes to config/# and waits until its whole retained replay is in
+    const msgs = await retainedBarrier(pub, late, 'config/#', 'barrier/retained', { qos: 1 })
+    expect(msgs).toHaveLength(1)
+    expect(msgs[0]).toMatchObject({ topic: 'config/a', payload: 'v2', retain: true })
   })
 
   test('a will is published when a client disappears without DISCONNECT', async () => {
@@ -85,12 +84,12 @@ describe.each(TRANSPORTS)('MQTT behaviour over %s', (transport: Transport) => {
     await broker.publish({ topic: '$SYS/test/retained', payload: 'sys', qos: 1, retain: true })
     await broker.publish({ topic: 'plain/retained', payload: 'plain', qos: 1, retain: true })
     const all = await connect(urlFor(broker, transport))
-    await all.subscribeAsync(['#', '+/retained'])
+    // subscribes to both and waits until their whole retained replay is in; the marker is on a $ topic, which neither matches
+    const replayed = await retainedBarrier(broker, all, ['#', '+/retained'], '$barrier/retained')
     const sys = await connect(urlFor(broker, transport))
     await sys.subscribeAsync('$SYS/test/#')
     expect((await inbox(sys).waitFor(1))[0]).toMatchObject({ topic: '$SYS/test/retained', retain: true })
-    await inbox(all).waitFor(1)
-    await sleep(100)
+    expect(replayed.length).toBeGreaterThanOrEqual(1)
     expect(inbox(all).messages.every(m => m.topic === 'plain/retained')).toBe(true)
   })
 
@@ -107,7 +106,7 @@ describe.each(TRANSPORTS)('MQTT behaviour over %s', (transport: Transport) => {
     await rogue.publishAsync('$SYS/forged/version', 'forged', { qos: 2, retain: true })
     await rogue.publishAsync('still/alive', 'yes', { qos: 1 })
     const msgs = await box.waitFor(1)
-    await sleep(100)
+    await barrier(rogue, spy, 'barrier/after') // published after the forged ones: they would be in by now
     expect(box.messages.map(m => m.topic)).toEqual(['still/alive'])
     expect(msgs[0]!.payload).toBe('yes')
     expect(broker.stats().deniedPublishes).toBe(2)

@@ -5,6 +5,7 @@ import { pino } from 'pino'
 import { describe, expect, test } from 'vitest'
 import { createBroker } from '../../src/index.js'
 import { tempDir, urlFor } from '../helpers/broker.js'
+import { retainedBarrier } from '../helpers/barrier.js'
 import { connect, inbox } from '../helpers/client.js'
 import { rule, startWithRules, until } from '../helpers/rules.js'
 
@@ -73,9 +74,9 @@ describe('visible without reading logs', () => {
     rmSync(path.join(dir, 'uplink.js'))
     await until(() => inbox(ops).messages.at(-1)!.payload === '', 'the retained status to be cleared', 2000)
     const late = await connect(urlFor(broker))
-    await late.subscribeAsync('$SYS/switchyard/rules/#')
-    await new Promise(resolve => setTimeout(resolve, 100))
-    expect(inbox(late).messages).toEqual([])
+    // subscribes and waits until the whole retained replay is in
+    const replayed = await retainedBarrier(broker, late, '$SYS/switchyard/rules/#', 'barrier/retained')
+    expect(replayed).toEqual([])
   })
 
   test('console.log in a rule goes to the broker log, tagged with the rule, rate-limited', async () => {

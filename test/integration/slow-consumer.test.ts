@@ -3,7 +3,7 @@ import { expect, test } from 'vitest'
 import { startBroker, urlFor } from '../helpers/broker.js'
 import { connect, inbox } from '../helpers/client.js'
 import { connectPacket, rawConnect } from '../helpers/raw.js'
-import { until } from '../helpers/rules.js'
+import { until } from '../helpers/wait.js'
 
 /** A subscriber that, once subscribed, never reads again: its socket buffers fill. */
 async function frozenSubscriber (port: number, clientId: string, clean: boolean, topic: string, qos: 0 | 1): Promise<net.Socket> {
@@ -51,16 +51,25 @@ test('a persistent session that stops reading loses no QoS 1 message: what was s
   for (let i = 0; i < n; i++) {
     payload.writeUInt32BE(i, 0)
     await pub.publishAsync('work/item', Buffer.from(payload), { qos: 1 })
-    // 22 MB in: more than loopback's socket buffers absorb. Give the broker
-    // time to see the subscriber stall, then publish more (those are shed).
-    if (i === 700) await new Promise(resolve => setTimeout(resolve, 1500))
+    // 22 MB in: more than loopback's socket buffers absorb. Wait until the
+    // broker has seen the subscriber stall (a second without progress,
+    // stall.ts), then publish more (those are shed). Seen by its effect: QoS 0
+    // probes to it start being shed and counted. A QoS 0 message is never
+    // queued for the session, so no probe comes back below.
+    if (i === 700) {
+      await until(async () => {
+        await pub.publishAsync('work/probe', 'probe', { qos: 0 })
+        return broker.stats().slowConsumerDropped > 0
+      }, 'the stalled subscriber to be noticed', 15_000, 50)
+    }
   }
-  // it did stall, and what came after was shed (the broker notices within a second or so)
+  // it did stall, and what came after was shed
   await until(() => broker.stats().slowConsumerDropped > 0, 'the stalled subscriber to be noticed')
   frozen.destroy()
 
   const back = await connect(urlFor(broker), { clientId: 'sleepy', clean: false })
   const got = await inbox(back).waitFor(n, 15_000)
+  expect(got.filter(m => m.topic !== 'work/item').map(m => m.topic)).toEqual([])
   const seqs = new Set(got.map(m => (m.packet.payload as Buffer).readUInt32BE(0)))
   expect(seqs.size).toBe(n)
 })

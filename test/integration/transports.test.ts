@@ -13,6 +13,7 @@ import { listenWs } from '../../src/listeners/ws.js'
 import { listenWss } from '../../src/listeners/wss.js'
 import { listenerFor, startBroker, testCerts, TRANSPORTS, urlFor, type Transport } from '../helpers/broker.js'
 import { connect, inbox } from '../helpers/client.js'
+import { until } from '../helpers/wait.js'
 
 class RecordingGate extends ConnectionGate {
   readonly admitted: net.Socket[] = []
@@ -48,7 +49,7 @@ describe('Nagle is off on every listener', () => {
       const socket = net.connect(listener.port, '127.0.0.1')
       socket.on('error', () => {})
       await new Promise(resolve => socket.once('connect', resolve))
-      await new Promise(resolve => setTimeout(resolve, 20))
+      await until(() => gate.admitted.length > 0, 'the listener to admit the socket')
       expect(gate.admitted).toHaveLength(1)
       expect(noDelayOf(gate.admitted[0]!)).toBe(true)
       socket.destroy()

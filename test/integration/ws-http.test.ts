@@ -121,6 +121,7 @@ describe('slow and silent HTTP clients are closed, as TCP clients are by the CON
       const ws = new WebSocket(`${type}://localhost:${listener.port}/mqtt`, 'mqtt', type === 'wss' ? { ca: readFileSync(testCerts().ca) } : {})
       ws.on('error', () => {})
       await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('close', () => reject(new Error('closed before open'))) })
+      // Time is what is tested here: the connection outlives the HTTP timeouts by far.
       await new Promise(resolve => setTimeout(resolve, TIMEOUT * 4))
       expect(ws.readyState).toBe(WebSocket.OPEN)
       ws.terminate()
