@@ -73,7 +73,7 @@ export class Bus {
     if (!sub.active) return // ended by an earlier handler of this message
     try {
       const result = sub.handler(message)
-      if (result !== undefined && typeof (result as Promise<void>).then === 'function') {
+      if (result != null && typeof (result as Promise<void>).then === 'function') {
         (result as Promise<void>).then(undefined, err => this.#failed(sub, message, err))
       }
     } catch (err) {

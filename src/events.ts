@@ -46,7 +46,7 @@ export class EventHub {
     let set = this.#listeners.get(event)
     if (!set) this.#listeners.set(event, set = new Set())
     // A wrapper per call: the same function registered twice is called twice, and each off() ends its own.
-    const entry = (args: unknown[]) => { Reflect.apply(listener, undefined, args) }
+    const entry = (args: unknown[]) => Reflect.apply(listener, undefined, args) as unknown
     set.add(entry)
     if (event === 'publish') this.#untap ??= this.#bus.tap(message => this.emit('publish', message))
     return () => {
@@ -66,11 +66,14 @@ export class EventHub {
   emit<E extends BrokerEventName> (event: E, ...args: Parameters<BrokerEvents[E]>): void {
     const set = this.#listeners.get(event)
     if (!set) return
+    const failed = (err: unknown) => this.#logger.error({ event, err: err instanceof Error ? err.message : String(err) }, 'event listener failed')
     for (const listener of set) {
       try {
-        listener(args)
+        // An async listener that rejects costs only itself, as one that throws.
+        const result = listener(args)
+        if (result != null && typeof (result as Promise<void>).then === 'function') (result as Promise<void>).then(undefined, failed)
       } catch (err) {
-        this.#logger.error({ event, err: err instanceof Error ? err.message : String(err) }, 'event listener failed')
+        failed(err)
       }
     }
   }

@@ -39,7 +39,10 @@ export interface Hooks {
  * answer continues synchronously; anything but `true` denies. A throw or a
  * rejection denies and is logged with `context`.
  */
-export function runHook (hook: string, call: () => boolean | Promise<boolean>, logger: Logger, context: object, then: (allowed: boolean) => void): void {
+/** How long an async hook may take before it is denied. */
+export const HOOK_TIMEOUT_MS = 10_000
+
+export function runHook (hook: string, call: () => boolean | Promise<boolean>, logger: Logger, context: object, then: (allowed: boolean) => void, timeoutMs = HOOK_TIMEOUT_MS): void {
   const failed = (err: unknown) => {
     logger.error({ ...context, hook, err: err instanceof Error ? err.message : String(err) }, `${hook} hook failed; denied`)
     then(false)
@@ -52,7 +55,26 @@ export function runHook (hook: string, call: () => boolean | Promise<boolean>, l
     return
   }
   if (result !== null && typeof result === 'object' && typeof (result as Promise<boolean>).then === 'function') {
-    (result as Promise<boolean>).then(allowed => then(allowed === true), failed)
+    // A hook that never settles would hold the connection, its slot under
+    // limits.maxConnections and, for authorizePublish, every later PUBLISH
+    // of the client: past HOOK_TIMEOUT_MS it is denied, once.
+    let settled = false
+    const settle = (allowed: boolean) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      then(allowed)
+    }
+    const timer = setTimeout(() => {
+      if (settled) return
+      logger.error({ ...context, hook, timeoutMs }, `${hook} hook did not settle within ${timeoutMs} ms; denied`)
+      settle(false)
+    }, timeoutMs)
+    ;(result as Promise<boolean>).then(allowed => settle(allowed === true), err => {
+      if (settled) return
+      logger.error({ ...context, hook, err: err instanceof Error ? err.message : String(err) }, `${hook} hook failed; denied`)
+      settle(false)
+    })
   } else {
     then(result === true)
   }

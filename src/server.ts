@@ -148,18 +148,28 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
   const gate = new ConnectionGate(cfg.limits.maxConnections)
   const counters = createCounters()
   // The one place the store is wrapped (persistence.ts), before Aedes stores anything.
-  const { persistence, retained, probe } = await wrapPersistence(await openPersistence(cfg.persistence), {
-    maxQueuedMessages: cfg.limits.maxQueuedMessages,
-    onQueueDrop: clientId => {
-      if (counters.queueDropped++ % 1000 === 0) {
-        logger.warn({ clientId, dropped: counters.queueDropped }, 'outgoing queue full (limits.maxQueuedMessages); message dropped for this client')
-      }
-    }
-  })
+  const opened = await openPersistence(cfg.persistence)
   // Every routed message passes the bus once: subscribers, events, rules.
   const bus = new Bus(logger)
   const events = new EventHub(bus, logger)
-  const core = await createBrokerCore({ limits: cfg.limits, persistence, counters, auth, logger, bus, events, hooks: options.hooks })
+  let wrapped: Awaited<ReturnType<typeof wrapPersistence>>
+  let core: BrokerCore
+  try {
+    wrapped = await wrapPersistence(opened, {
+      maxQueuedMessages: cfg.limits.maxQueuedMessages,
+      onQueueDrop: clientId => {
+        if (counters.queueDropped++ % 1000 === 0) {
+          logger.warn({ clientId, dropped: counters.queueDropped }, 'outgoing queue full (limits.maxQueuedMessages); message dropped for this client')
+        }
+      }
+    })
+    core = await createBrokerCore({ limits: cfg.limits, persistence: wrapped.persistence, counters, auth, logger, bus, events, hooks: options.hooks })
+  } catch (err) {
+    // Release the store (and LevelDB's lock), so that a retry in this process can open it.
+    await opened.store.destroy().catch(() => {})
+    throw err
+  }
+  const { persistence, retained, probe } = wrapped
   const rulesLog = logger.child({ component: 'rules' })
   const ruleSources: RuleSources = new RuleSources(cfg.rules.dir === null ? undefined : new RuleFiles(cfg.rules.dir, rulesLog), rulesLog)
   // Durations go to the metrics, which read the engine: a late-bound sink breaks the cycle.

@@ -7,7 +7,7 @@ import type { Logger } from 'pino'
 import type { Authenticator } from '../auth/authenticator.js'
 import { InOrder, runHook, type Hooks } from '../hooks.js'
 import type { Counters } from './counters.js'
-import { isRetainedReplay, type AedesOptions, type Client } from './internals.js'
+import { connectWill, isRetainedReplay, type AedesOptions, type Client } from './internals.js'
 import { ConnackCode } from './reason-codes.js'
 import type { ClientRegistry } from './registry.js'
 
@@ -46,6 +46,24 @@ export function createAuthHooks (options: AuthHooksOptions): AuthHooks {
   const accessOf = (client: Client) => registry.access(client)
   const hookClient = (client: Client) => registry.hookClient(client)
   const publishHooks = new InOrder<Client>()
+  /*
+   * A will is checked when it is given, at CONNECT, as Mosquitto 2 does
+   * (CONNACK 5 when the client may not publish there): a will published
+   * later by another broker run, after a crash, has no client to check it
+   * against (Aedes calls authorizePublish with client null).
+   */
+  const checkWill = (client: Client, then: (refused: string | undefined) => void): void => {
+    const will = connectWill(client)
+    if (will === undefined) return then(undefined)
+    if (will.topic.startsWith(SYS_PREFIX) || will.topic.startsWith(DROP_PREFIX) || !accessOf(client).canWrite(will.topic)) {
+      return then(`will topic ${JSON.stringify(will.topic)} not allowed`)
+    }
+    const hook = hooks?.authorizePublish
+    if (!hook) return then(undefined)
+    const message = { topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain }
+    runHook('authorizePublish', () => hook(hookClient(client), message), logger, { clientId: client.id, topic: will.topic },
+      allowed => then(allowed ? undefined : `will topic ${JSON.stringify(will.topic)} denied by the authorizePublish hook`))
+  }
   return {
     authenticate (client, username, password, callback) {
       const { remote, identity } = registry.of(client)
@@ -58,17 +76,18 @@ export function createAuthHooks (options: AuthHooksOptions): AuthHooks {
       }).then(result => {
         if (result.ok) {
           registry.of(client).username = result.username
-          const hook = hooks?.authenticate
-          if (!hook) {
-            callback(null, true)
-            return
+          const refuse = (reason: string) => {
+            counters.authFailures++
+            logger.info({ clientId: client.id, remote, username, reason }, 'authentication failed')
+            callback(Object.assign(new Error(reason), { returnCode: ConnackCode.NOT_AUTHORIZED }), false)
           }
+          const hook = hooks?.authenticate
+          const willChecked = () => checkWill(client, reason => reason === undefined ? callback(null, true) : refuse(reason))
+          if (!hook) return willChecked()
           const request = { clientId: client.id, username: result.username, remote, password: password ?? null }
           runHook('authenticate', () => hook(request), logger, { clientId: client.id, remote }, allowed => {
-            if (allowed) return callback(null, true)
-            counters.authFailures++
-            logger.info({ clientId: client.id, remote, username, reason: 'denied by the authenticate hook' }, 'authentication failed')
-            callback(Object.assign(new Error('denied by the authenticate hook'), { returnCode: ConnackCode.NOT_AUTHORIZED }), false)
+            if (allowed) willChecked()
+            else refuse('denied by the authenticate hook')
           })
           return
         }
@@ -87,10 +106,12 @@ export function createAuthHooks (options: AuthHooksOptions): AuthHooks {
     authorizePublish (client, packet, callback) {
       // Clients must not publish into $SYS/: the broker owns it. A denied
       // publish is acknowledged and dropped (see DROP_PREFIX).
-      const denied = client !== null && (packet.topic.startsWith(SYS_PREFIX) || packet.topic.startsWith(DROP_PREFIX) || !accessOf(client).canWrite(packet.topic))
+      // client null: a will of a previous run's client, checked when it was given (checkWill).
+      const reserved = packet.topic.startsWith(SYS_PREFIX) || packet.topic.startsWith(DROP_PREFIX)
+      const denied = reserved || (client !== null && !accessOf(client).canWrite(packet.topic))
       if (denied) {
         counters.deniedPublishes++
-        logger.debug({ clientId: client.id, topic: packet.topic }, 'publish denied; acknowledged and dropped')
+        logger.debug({ clientId: client?.id, topic: packet.topic }, 'publish denied; acknowledged and dropped')
         divert(packet)
       }
       // QoS 1: PUBACK only once the message is stored (internals.ts, issue 9 finding 1).

@@ -392,3 +392,13 @@ export function isRetainedReplay (packet: AedesPublishPacket): boolean {
 export function onRoutingError (broker: Aedes, listener: (err: Error) => void): void {
   ;(broker as unknown as NodeJS.EventEmitter).on('error', listener)
 }
+
+/**
+ * The will a connecting client gave in its CONNECT: Aedes 1.2 keeps it on
+ * client._will from connect.js init(), before authenticate runs, and stores
+ * it after. Not in Aedes's types.
+ */
+export function connectWill (client: Client): { topic: string, payload: Buffer, qos: 0 | 1 | 2, retain: boolean } | undefined {
+  const will = (client as unknown as { _will?: { topic: string, payload: Buffer, qos: 0 | 1 | 2, retain: boolean } | null })._will
+  return will ?? undefined
+}

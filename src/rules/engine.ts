@@ -73,6 +73,7 @@ export class RulesEngine {
   readonly #feed: Feed | undefined
   #untap: (() => void) | undefined
   #closed = false
+  #closing: Promise<void> | undefined
 
   constructor (options: EngineOptions) {
     this.#config = options.config
@@ -125,15 +126,18 @@ export class RulesEngine {
     }
   }
 
-  async close (): Promise<void> {
-    if (this.#closed) return
-    this.#closed = true
-    this.#untap?.()
-    this.#flow.releaseAll()
-    this.#status.stop()
-    this.#source.close()
-    await this.#runner.close()
-    await Promise.all([...this.#rules.values()].map(r => r.lane.tail))
+  /** Graceful and idempotent: a second call joins the first. */
+  close (): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#closed = true
+      this.#untap?.()
+      this.#flow.releaseAll()
+      this.#status.stop()
+      this.#source.close()
+      await this.#runner.close()
+      await Promise.all([...this.#rules.values()].map(r => r.lane.tail))
+    })()
+    return this.#closing
   }
 
   // 2. admit

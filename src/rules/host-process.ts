@@ -98,6 +98,11 @@ export class RuleHostProcess implements RuleRunner {
     this.#closing ??= (async () => {
       clearTimeout(this.#restartTimer)
       clearTimeout(this.#deadline)
+      // What still waits for a host (a rules.add() in flight, a load held
+      // for the first start, queued conversions) is answered now: nothing
+      // else will answer it once the host is gone.
+      this.#loads.abandon('the broker is closing')
+      this.#conversions.abandon('the broker is closing')
       const child = this.#child
       if (!child || child.exitCode !== null || child.signalCode !== null) return
       const exited = new Promise<void>(resolve => child.once('exit', () => resolve()))

@@ -4,7 +4,7 @@ import { Aedes, type AedesOptions, type AedesPublishPacket, type Client } from '
 import type { Packet } from 'mqtt-packet'
 import {
   ackAfterStore, clientById, clientParser, connectedClients, disconnectedByPacket, emitterBacklog, isRetainedReplay, markPacket,
-  onRoutingError, packetMark, patchDeliveries, pauseInput, readNextBatch, replaceEmitterQueues, subscriptionCount, subscriptionFilters, willClientId,
+  connectWill, onRoutingError, packetMark, patchDeliveries, pauseInput, readNextBatch, replaceEmitterQueues, subscriptionCount, subscriptionFilters, willClientId,
   wrapDeliveries, writeConnack
 } from '../../src/broker/internals.js'
 import { guardPacketSize, guardTopics, holdable } from '../../src/broker/connection.js'
@@ -51,7 +51,7 @@ async function bare (patched: boolean, opts: Partial<AedesOptions> = {}, store?:
     raw.send(connectPacket(id, { clean }))
     return raw
   }
-  return { aedes, persistence, client }
+  return { aedes, persistence, client, port: (server.address() as net.AddressInfo).port }
 }
 
 async function connected (raw: RawConnection): Promise<RawConnection> {
@@ -352,5 +352,19 @@ describe('Aedes 1.2 privates read by the accessors in internals.ts', () => {
     pub.send({ cmd: 'pingreq' })
     expect((await pub.next()).cmd).toBe('pingresp')
     expect(errors).toEqual(['store down'])
+  })
+
+  test('connectWill: client._will holds the CONNECT\'s will when authenticate runs', async () => {
+    const seen: Array<ReturnType<typeof connectWill>> = []
+    const { port } = await bare(false, { authenticate: (c, _u, _p, cb) => { seen.push(connectWill(c)); cb(null, true) } })
+    const plain = await rawConnect(port)
+    plain.send(connectPacket('cw-none'))
+    expect((await plain.next()).cmd).toBe('connack')
+    const withWill = await rawConnect(port)
+    withWill.send(connectPacket('cw-will', { will: { topic: 'w/t', payload: Buffer.from('bye'), qos: 1, retain: true } }))
+    expect((await withWill.next()).cmd).toBe('connack')
+    expect(seen[0]).toBeUndefined()
+    expect(seen[1]).toMatchObject({ topic: 'w/t', qos: 1, retain: true })
+    expect(seen[1]!.payload.toString()).toBe('bye')
   })
 })

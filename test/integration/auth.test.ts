@@ -151,6 +151,19 @@ describe('ACL over real connections', () => {
     return { broker, as }
   }
 
+  test('a will the client may not publish is refused at CONNECT with CONNACK 5, as Mosquitto 2 does; an allowed one connects', async () => {
+    const { broker, as } = await aclBroker()
+    const will = (topic: string) => ({ username: 'alice', password: 'wonderland', will: { topic, payload: Buffer.from('gone'), qos: 1 as const, retain: true } })
+    const url = urlFor(broker)
+    // Checked when given: after a crash, another run publishes the stored will with no client to check it against.
+    await expect(connect(url, will('devices/bob/cmd'))).rejects.toEqual(refusedWith(5))
+    await expect(connect(url, will('devices/alice/secret'))).rejects.toEqual(refusedWith(5))
+    await expect(connect(url, will('$SYS/broker/uptime'))).rejects.toEqual(refusedWith(5))
+    await expect(connect(url, will('status/alice'))).resolves.toBeDefined()
+    expect(broker.stats().authFailures).toBe(3)
+    await expect(as('alice')).resolves.toBeDefined()
+  })
+
   test('a denied publish is acknowledged and dropped, and the connection stays', async () => {
     const { broker, as } = await aclBroker()
     const bob = await as('bob')

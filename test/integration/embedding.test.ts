@@ -11,6 +11,7 @@ import { createBroker, type Broker, type BrokerOptions, type ConfigInput, type M
 import { tempDir, urlFor } from '../helpers/broker.js'
 import { connect, granted, inbox } from '../helpers/client.js'
 import { captureLog } from '../helpers/log.js'
+import { until } from '../helpers/wait.js'
 
 /** A broker on an ephemeral port, without a rules directory, closed after the test. */
 async function embedded (config: ConfigInput = {}, options: BrokerOptions = {}): Promise<Broker> {
@@ -145,6 +146,19 @@ describe('broker.on: events', () => {
     expect(offCalls).toBe(0)
   })
 
+  test('an async listener that rejects is logged and costs only itself', async () => {
+    const log = captureLog('error')
+    const broker = await embedded({ log: { level: 'error' } }, { logger: log.logger })
+    const seen: string[] = []
+    broker.on('clientConnect', async () => { throw new Error('listener rejected') })
+    broker.on('clientConnect', c => { seen.push(c.clientId) })
+    await connect(urlFor(broker), { clientId: 'ev-async' })
+    await until(() => log.text().includes('listener rejected'), 'the rejection to be logged')
+    expect(seen).toEqual(['ev-async'])
+    // The broker still serves.
+    await expect(connect(urlFor(broker))).resolves.toBeDefined()
+  })
+
   test('an unknown event name is a TypeError', async () => {
     const broker = await embedded()
     expect(() => broker.on('connect' as 'clientConnect', () => {})).toThrow(TypeError)
@@ -273,6 +287,14 @@ describe('rules from code', () => {
     expect(existsSync(path.join(base, 'rules'))).toBe(false)
     expect(broker.rules()).toEqual([])
     expect(broker.stats().rulesHostPid).toBeUndefined()
+  })
+
+  test('a rules.add() still loading when the broker closes settles, as failed', async () => {
+    const broker = await embedded()
+    const adding = broker.rules.add({ name: 'late', source: FORWARD_RULE })
+    await broker.close()
+    const view = await adding.catch((err: { code?: string }) => ({ status: err.code }))
+    expect(['failed', 'ERR_CLOSED', 'running']).toContain(view.status)
   })
 
   test('add() after close() is ERR_CLOSED', async () => {

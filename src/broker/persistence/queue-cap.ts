@@ -7,6 +7,9 @@ import type { AedesPersistence, Sub } from './store.js'
  * Counts are loaded lazily from the store, so they stay exact across restarts.
  * max = 0 means unlimited: the store is returned as it is.
  */
+/** Above this many client ids counted, those with an empty queue are forgotten. */
+export const SWEEP_ABOVE = 10_000
+
 export function capOutgoingQueue (inner: AedesPersistence, max: number, onDrop: (clientId: string) => void): AedesPersistence {
   if (max === 0) return inner
   const counts = new Map<string, number>()
@@ -29,17 +32,35 @@ export function capOutgoingQueue (inner: AedesPersistence, max: number, onDrop: 
 
   // Reserve a slot; false when the client's queue is full.
   const reserve = async (clientId: string): Promise<boolean> => {
-    if (!counts.has(clientId)) await load(clientId)
-    // re-read after the await: other reservations may have run meanwhile
-    const n = counts.get(clientId)!
+    // re-read after each await: other reservations, or a sweep, may have run meanwhile
+    let n = counts.get(clientId)
+    while (n === undefined) {
+      await load(clientId)
+      n = counts.get(clientId)
+    }
     if (n >= max) return false
     counts.set(clientId, n + 1)
     return true
   }
+  // A slot reserved for a store that then failed is given back.
+  const release = (clientId: string): void => {
+    const n = counts.get(clientId)
+    if (n !== undefined) counts.set(clientId, Math.max(0, n - 1))
+  }
+  const store = (sub: Sub, packet: unknown): Promise<unknown> =>
+    inner.outgoingEnqueue(sub, packet).catch((err: unknown) => { release(sub.clientId); throw err })
 
   const enqueue = async (sub: Sub, packet: unknown): Promise<void> => {
-    if (await reserve(sub.clientId)) await inner.outgoingEnqueue(sub, packet)
+    if (await reserve(sub.clientId)) await store(sub, packet)
     else onDrop(sub.clientId)
+  }
+  // One entry per client id that ever had a message queued: with churn over
+  // many ids, empty ones are swept once there are many (they reload lazily,
+  // a scan of an empty queue). Not on every empty queue: an online
+  // persistent session goes 1, 0, 1, 0 and would scan each time.
+  const sweep = (): void => {
+    if (counts.size <= SWEEP_ABOVE) return
+    for (const [clientId, n] of counts) if (n === 0) counts.delete(clientId)
   }
 
   return {
@@ -55,13 +76,16 @@ export function capOutgoingQueue (inner: AedesPersistence, max: number, onDrop: 
       // aedes-persistence-level's outgoingEnqueueCombi called the patched
       // outgoingEnqueue, and every message was counted twice: a queue of 500
       // filled the cap of 1,000, issue 9.)
-      await Promise.all(kept.map(sub => inner.outgoingEnqueue(sub, packet)))
+      await Promise.all(kept.map(sub => store(sub, packet)))
     },
     outgoingEnqueue: enqueue,
     async outgoingClearMessageId (client, packet) {
       const removed = await inner.outgoingClearMessageId(client, packet)
       const n = counts.get(client.id)
-      if (removed !== undefined && n !== undefined) counts.set(client.id, Math.max(0, n - 1))
+      if (removed !== undefined && n !== undefined) {
+        counts.set(client.id, Math.max(0, n - 1))
+        if (n <= 1) sweep()
+      }
       return removed
     },
     // A message dropped here is still delivered live to a connected client,
