@@ -12,7 +12,7 @@
 import type { Logger } from 'pino'
 import { SwitchyardError } from './errors.js'
 import type { Message } from './message.js'
-import { Router } from './rules/router.js'
+import { Router } from './router.js'
 import { filterProblem } from './topics.js'
 
 /** A broker.subscribe() handler. What it returns is ignored; a throw, or a rejected promise, is logged. */

@@ -109,9 +109,10 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
 
     resume (clientId) {
       const client = clientById(aedes, clientId)
-      if (!client) return
-      held.delete(client.conn)
-      readNextBatch(client)
+      // Only a held client: restarting the read loop of one that was not
+      // (reconnected meanwhile, never paused) would read its next chunk
+      // while a batch is still in flight.
+      if (client && held.delete(client.conn)) readNextBatch(client)
     },
 
     subscriptionCount () {

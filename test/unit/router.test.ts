@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest'
-import { Router } from '../../src/rules/router.js'
+import { Router } from '../../src/router.js'
 import { outputTopicProblem, checkExports } from '../../src/rules/validate.js'
 import { filterProblem } from '../../src/topics.js'
 

@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module'
-import { wildcardFirst } from '../topics.js'
+import { wildcardFirst } from './topics.js'
 
 // qlobber is the trie Aedes itself matches subscriptions with (via mqemitter).
 interface Trie<T> {
