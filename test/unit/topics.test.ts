@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest'
-import { filterProblem, hasWildcard, receivedStringProblem, topicNameProblem } from '../../src/topics.js'
+import { filterProblem, hasWildcard, receivedStringProblem, topicMatches, topicNameProblem } from '../../src/topics.js'
 
 /** What the broker does with a string field from the wire: decode it as mqtt-packet does, then check it. */
 const received = (hex: string) => {
@@ -76,5 +76,33 @@ describe('filters', () => {
 
   test('a pair of surrogates is one code point, and valid', () => {
     expect(filterProblem('a/\uD83D\uDE00/#')).toBeUndefined()
+  })
+})
+
+describe('topicMatches, walked by index, agrees with the plain level-by-level definition', () => {
+  // The definition, as MQTT 3.1.1 section 4.7 states it, on split levels.
+  const byLevels = (filter: string, topic: string): boolean => {
+    if (topic.startsWith('$') && (filter.startsWith('+') || filter.startsWith('#'))) return false
+    const f = filter.split('/')
+    const t = topic.split('/')
+    for (let i = 0; i < f.length; i++) {
+      if (f[i] === '#') return true
+      if (i >= t.length) return false
+      if (f[i] !== '+' && f[i] !== t[i]) return false
+    }
+    return f.length === t.length
+  }
+  test('on every filter and topic of up to three levels from a, b, ab, empty, +, #, $x', () => {
+    const levels = ['a', 'b', 'ab', '', '+', '#', '$x']
+    const all: string[] = []
+    const grow = (prefix: string[]): void => {
+      if (prefix.length > 0) all.push(prefix.join('/'))
+      if (prefix.length < 3) for (const l of levels) grow([...prefix, l])
+    }
+    grow([])
+    const topics = all.filter(t => !t.includes('+') && !t.includes('#'))
+    const differ = all.flatMap(f => topics.filter(t => topicMatches(f, t) !== byLevels(f, t)).map(t => `${f} ~ ${t}`))
+    expect(differ).toEqual([])
+    expect(all.length * topics.length).toBeGreaterThan(50_000)
   })
 })
