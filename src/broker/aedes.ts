@@ -40,8 +40,7 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
   // whatever the ACL (see authorizeForward).
   const brokerId = randomUUID()
   const internalSys = SYS_PREFIX + brokerId + '/'
-  // ackAfterStore needs the Aedes instance, made with these hooks: called only once clients connect.
-  const authHooks = createAuthHooks({ auth, registry, counters, logger, hooks, internalSys, publishBeforeAck: (client, packet, ack) => publishBeforeAck(client, packet, ack) })
+  const authHooks = createAuthHooks({ auth, registry, counters, logger, hooks, internalSys })
   const aedes = await Aedes.createBroker({
     id: brokerId,
     persistence,
@@ -74,7 +73,8 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
   // mqemitter's backlog is an Array drained with shift(): quadratic under
   // fan-in. Same interface, O(1) shift (see fifo.ts).
   replaceEmitterQueues(aedes, () => new Fifo())
-  const publishBeforeAck = ackAfterStore(aedes)
+  // QoS 1: PUBACK only once the message is stored (internals.ts, issue 9 finding 1).
+  const holdPubacks = ackAfterStore(aedes)
   watchClients(aedes, { registry, counters, logger, events })
 
   let closing: Promise<void> | undefined
@@ -125,6 +125,7 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
       coalesceWrites(stream)
       holdable(stream, held)
       const client = aedes.handle(stream)
+      holdPubacks(client)
       boundStalledDeliveries(client, stream, counters)
       // outside boundStalledDeliveries: what waits for CONNACK is not stalled
       patchDeliveries(client, stream)

@@ -35,14 +35,12 @@ export interface AuthHooksOptions {
   hooks: Hooks | undefined
   /** Aedes's own $SYS/<id>/ topics, which no client receives (see createBrokerCore). */
   internalSys: string
-  /** Publishes a client's QoS 1 PUBLISH and acks it once stored (ackAfterStore, internals.ts). */
-  publishBeforeAck: (client: Client, packet: object, ack: (err?: Error | null) => void) => void
 }
 
 export type AuthHooks = Required<Pick<AedesOptions, 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'>>
 
 export function createAuthHooks (options: AuthHooksOptions): AuthHooks {
-  const { auth, registry, counters, logger, hooks, internalSys, publishBeforeAck } = options
+  const { auth, registry, counters, logger, hooks, internalSys } = options
   const accessOf = (client: Client) => registry.access(client)
   const hookClient = (client: Client) => registry.hookClient(client)
   const publishHooks = new InOrder<Client>()
@@ -114,13 +112,8 @@ export function createAuthHooks (options: AuthHooksOptions): AuthHooks {
         logger.debug({ clientId: client?.id, topic: packet.topic }, 'publish denied; acknowledged and dropped')
         divert(packet)
       }
-      // QoS 1: PUBACK only once the message is stored (internals.ts, issue 9 finding 1).
-      const proceed = () => {
-        if (client !== null && packet.qos === 1) publishBeforeAck(client, packet, callback)
-        else callback(null)
-      }
       const hook = hooks?.authorizePublish
-      if (!hook || denied || client === null) return proceed()
+      if (!hook || denied || client === null) return callback(null)
       const message = { topic: packet.topic, payload: packet.payload as Buffer, qos: packet.qos, retain: packet.retain }
       publishHooks.run(client, done => runHook('authorizePublish', () => hook(hookClient(client), message), logger, { clientId: client.id, topic: packet.topic }, allowed => {
         if (!allowed) {
@@ -128,7 +121,7 @@ export function createAuthHooks (options: AuthHooksOptions): AuthHooks {
           logger.debug({ clientId: client.id, topic: packet.topic }, 'publish denied by the authorizePublish hook; acknowledged and dropped')
           divert(packet)
         }
-        proceed()
+        callback(null)
         done()
       }))
     },

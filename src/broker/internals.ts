@@ -8,6 +8,7 @@
  */
 import type { Duplex } from 'node:stream'
 import type { Aedes, AedesPublishPacket, Client } from 'aedes'
+import { createRequire } from 'node:module'
 import { topicMatches } from '../topics.js'
 
 type Callback = (err?: Error | null) => void
@@ -27,7 +28,7 @@ interface ClientPrivates {
   _parser: object
   pause(): void
 }
-interface PublishPacket { qos: number, brokerId?: string, brokerCounter?: number, [EARLY]?: (done: Callback) => void }
+interface PublishPacket { qos: number, brokerId?: string, brokerCounter?: number }
 type Publish = (packet: PublishPacket, client?: Client | null | Callback, done?: Callback) => void
 /** What an Aedes instance (aedes.js) and its mqemitter have and the types leave out. */
 interface AedesPrivates {
@@ -46,79 +47,144 @@ interface AedesPrivates {
 const clientPrivates = (client: Client): ClientPrivates => client as unknown as ClientPrivates
 const brokerPrivates = (broker: Aedes): AedesPrivates => broker as unknown as AedesPrivates
 
-const EARLY = Symbol('switchyard.publishedBeforeAck')
-
 /**
  * Issue 9 finding 1. Aedes 1.2 (lib/handlers/publish.js, QoS 1) writes the
  * PUBACK and only then calls broker.publish, which stores the message
  * (retained, offline queues): a kill -9 lost acknowledged messages. QoS 2 is
- * safe, its PUBREC follows the store. Returned here is what authorizePublish
- * calls for a client's QoS 1 PUBLISH instead of its callback: it publishes
- * the message itself and calls `ack` (which lets Aedes write the PUBACK) once
- * every store is done, that is when Aedes emits it to the subscribers
- * (emitPacket follows storeRetained and enqueueOffline). A store error is
- * passed to `ack`, and Aedes closes the connection unacknowledged. The second
- * broker.publish of the same packet, from enqueuePublish, is then a no-op
- * that completes with the first, so the read loop still waits for the
- * deliveries (flow control) and the `published` hook runs once.
- * [MQTT-4.6.0-2] PUBACKs go out in the order the PUBLISHes came in, though
- * stores may finish out of order.
+ * safe, its PUBREC follows the store. Aedes keeps its own order here, but the
+ * PUBACK's bytes are held back: lib/write.js writes it with
+ * mqtt.writeToStream(packet, client.conn), looked up on mqtt-packet's exports
+ * at each call, so that is wrapped (once per process, see pubackQueues); for
+ * a connection given to the returned function a PUBACK is queued instead of
+ * written, and reported written, so Aedes goes on to broker.publish at once.
+ * The instance's publish is wrapped to number that message (brokerId,
+ * brokerCounter: Packet keeps the ones it is given) and tie it to its held
+ * PUBACK (same client, same messageId, first not yet tied); the instance's
+ * mq.emit, to release the PUBACK when Aedes emits the message to
+ * subscribers, which emitPacket does after storeRetained and enqueueOffline. [MQTT-4.6.0-2] PUBACKs go out in
+ * the order the PUBLISHes came in, though stores may finish out of order. A
+ * store error reaches Aedes through publish's callback and it closes the
+ * connection; the client's held PUBACKs are then dropped, never written.
+ * (Publishing from authorizePublish instead, with Aedes's own publish a
+ * no-op, cost ~3 µs/msg more: docs/benchmarks.md.) Returned: what to call
+ * for each connection, right after aedes.handle(), before it can publish.
  */
-export function ackAfterStore (broker: Aedes): (client: Client, packet: object, ack: Callback) => void {
+export function ackAfterStore (broker: Aedes): (client: Client) => void {
   const aedes = brokerPrivates(broker)
-  const stored = new Map<number, () => void>()
+  const ackQueues = pubackQueues()
+  // The messages tied to a held PUBACK, by brokerCounter, until emitted.
+  const stored = new Map<number, HeldAck>()
   const emit = aedes.mq.emit
   aedes.mq.emit = function (message, cb) {
     if (message.brokerId === aedes.id && message.brokerCounter !== undefined) {
-      const release = stored.get(message.brokerCounter)
-      if (release !== undefined) {
+      const held = stored.get(message.brokerCounter)
+      if (held !== undefined) {
         stored.delete(message.brokerCounter)
-        release()
+        held.stored = true
+        releasePubacks(held.queue)
       }
     }
     return emit.call(this, message, cb)
   }
   const publish = aedes.publish
   aedes.publish = function (packet, client, done) {
-    const early = packet[EARLY]
-    if (early === undefined) return publish.call(this, packet, client, done)
-    delete packet[EARLY]
-    early(typeof client === 'function' ? client : done ?? (() => {}))
-  }
-  interface Slot { settled: boolean, err: Error | null, ack: Callback }
-  const queues = new WeakMap<Client, Slot[]>()
-  const settle = (queue: Slot[], slot: Slot, err: Error | null) => {
-    if (slot.settled) return
-    slot.settled = true
-    slot.err = err
-    while (queue.length > 0 && queue[0]!.settled) {
-      const head = queue.shift()!
-      head.ack(head.err)
-    }
-  }
-
-  return (client, p, ack) => {
-    const packet = p as PublishPacket
-    // Numbered now, not in Aedes's Packet copy, so the emit can be matched
-    // to this packet: Packet keeps a brokerId and brokerCounter it is given.
+    if (packet.qos !== 1 || client == null || typeof client === 'function') return publish.call(this, packet, client, done)
+    const queue = ackQueues.get(clientPrivates(client).conn)
+    const held = queue === undefined ? undefined : tiePuback(queue, (packet as { messageId?: number }).messageId)
+    if (held === undefined) return publish.call(this, packet, client, done)
     packet.brokerId = aedes.id
     const counter = packet.brokerCounter = ++aedes.counter
-    let queue = queues.get(client)
-    if (queue === undefined) queues.set(client, queue = [])
-    const slot: Slot = { settled: false, err: null, ack }
-    queue.push(slot)
-    stored.set(counter, () => settle(queue, slot, null))
-    let finished: { err: Error | null } | undefined
-    const waiting: Callback[] = []
-    packet[EARLY] = done => finished ? done(finished.err) : waiting.push(done)
-    publish.call(aedes, packet, client, err => {
-      stored.delete(counter)
-      finished = { err: err ?? null }
-      // Not emitted: a store failed. Never acknowledge that.
-      settle(queue, slot, err ?? null)
-      for (const done of waiting.splice(0)) done(finished.err)
+    stored.set(counter, held)
+    publish.call(this, packet, client, err => {
+      if (err) {
+        // Not emitted: a store failed. Never acknowledge it, nor what follows; Aedes closes the connection.
+        stored.delete(counter)
+        held.queue.failed = true
+        held.queue.held.length = 0
+        held.queue.tied = 0
+      }
+      done?.(err)
     })
   }
+  return client => {
+    const conn = clientPrivates(client).conn
+    ackQueues.set(conn, { client, conn, held: [], tied: 0, failed: false })
+  }
+}
+
+interface HeldAck { queue: AckQueue, messageId: number, stored: boolean }
+/** A connection's PUBACKs held back, in PUBLISH order; the first `tied` are tied to their message's publish. */
+interface AckQueue { client: Client, conn: Duplex, held: HeldAck[], tied: number, failed: boolean }
+
+function tiePuback (queue: AckQueue, messageId: number | undefined): HeldAck | undefined {
+  const { held } = queue
+  for (let i = queue.tied; i < held.length; i++) {
+    if (held[i]!.messageId !== messageId) continue
+    // Always i === queue.tied: Aedes publishes in the order of the PUBACK writes' callbacks (setImmediate).
+    if (i !== queue.tied) held.splice(queue.tied, 0, held.splice(i, 1)[0]!)
+    return held[queue.tied++]
+  }
+  return undefined
+}
+
+function releasePubacks (queue: AckQueue): void {
+  const { held } = queue
+  let n = 0
+  while (n < held.length && held[n]!.stored) n++
+  if (n === 0) return
+  const { client, conn } = queue
+  // As lib/write.js: nothing once the connection is closing.
+  const open = (client.connecting || client.connected) && !conn.destroyed
+  // The bytes writeToStream writes for Aedes's PUBACK (lib/write.js passes
+  // no opts: MQTT 3.1.1, 0x40, remaining length 2, the id), in one buffer
+  // for all that are ready.
+  const bytes = open ? Buffer.allocUnsafe(4 * n) : undefined
+  for (let i = 0; i < n; i++) bytes?.writeUInt32BE(0x40020000 | (held[i]!.messageId & 0xffff), 4 * i)
+  held.splice(0, n)
+  queue.tied -= n
+  if (bytes !== undefined) conn.write(bytes)
+}
+
+type WriteToStream = (packet: object, stream: object, opts?: object) => boolean
+const HOLDING = Symbol.for('switchyard.holdPubacks')
+/** mqtt-packet's exports: writeToStream carries its one setting, an accessor. */
+interface MqttPacketExports { writeToStream: WriteToStream & { cacheNumbers: boolean }, [HOLDING]?: WeakMap<object, AckQueue> }
+
+/**
+ * Aedes's lib/write.js calls mqtt.writeToStream, looked up at each call on
+ * the exports of the mqtt-packet that Aedes resolves (required here from
+ * Aedes's own path, so the same instance even if npm nests a copy). Wrapped
+ * once per process: the connections whose PUBACKs are held are kept on those
+ * exports too, so that every copy of this module (a test runner may load
+ * several) shares the one wrapper. A PUBACK to any other stream (another
+ * Aedes instance, a client library in this process) is written as before.
+ * The write of a held PUBACK reports the stream's backpressure as the real
+ * write would have, so Aedes still waits for 'drain' from a publisher that
+ * does not read.
+ */
+function pubackQueues (): WeakMap<object, AckQueue> {
+  const require = createRequire(import.meta.url)
+  const exports = createRequire(require.resolve('aedes'))('mqtt-packet') as MqttPacketExports
+  const existing = exports[HOLDING]
+  if (existing !== undefined) return existing
+  const queues = new WeakMap<object, AckQueue>()
+  const original = exports.writeToStream
+  const wrapped = function (this: unknown, packet: object, stream: object, opts?: object) {
+    if ((packet as { cmd?: string }).cmd === 'puback') {
+      const queue = queues.get(stream)
+      if (queue !== undefined) {
+        if (!queue.failed) queue.held.push({ queue, messageId: (packet as { messageId: number }).messageId, stored: false })
+        return !queue.conn.writableNeedDrain
+      }
+    }
+    return original.call(this, packet, stream, opts)
+  }
+  exports.writeToStream = Object.defineProperty(wrapped, 'cacheNumbers', {
+    get: () => original.cacheNumbers,
+    set: (value: boolean) => { original.cacheNumbers = value }
+  }) as MqttPacketExports['writeToStream']
+  exports[HOLDING] = queues
+  return queues
 }
 
 /**

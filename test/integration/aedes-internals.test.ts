@@ -28,15 +28,14 @@ type Store = Awaited<ReturnType<typeof openPersistence>>['store'] & Record<strin
 /** Bare Aedes on a memory store, on a real socket; `patched` applies the internals.ts patches as aedes.ts does. */
 async function bare (patched: boolean, opts: Partial<AedesOptions> = {}, store?: Store, onHandle?: (client: Client, socket: net.Socket) => void) {
   const persistence = store ?? (await openPersistence({ type: 'memory' })).store as Store
-  let publishBeforeAck: ReturnType<typeof ackAfterStore> | undefined
   const aedes = await Aedes.createBroker({
     persistence: persistence as never,
-    authorizePublish: (client, packet, cb) => client && packet.qos === 1 && publishBeforeAck ? publishBeforeAck(client, packet, cb) : cb(null),
     ...opts
   })
-  if (patched) publishBeforeAck = ackAfterStore(aedes)
+  const holdPubacks = patched ? ackAfterStore(aedes) : undefined
   const server = net.createServer(socket => {
     const client = aedes.handle(socket)
+    holdPubacks?.(client)
     if (patched) patchDeliveries(client, socket)
     onHandle?.(client, socket)
   })
@@ -90,6 +89,63 @@ describe.each([false, true])('Aedes 1.2 internals, patched: %s', patched => {
     pub.send({ cmd: 'pingreq' })
     expect((await pub.next()).cmd).toBe('pingresp')
     expect(published).toBe(1)
+  })
+
+  test('finding 1: PUBACKs are released in PUBLISH order though a later store finishes first', async () => {
+    const store = (await openPersistence({ type: 'memory' })).store as Store
+    const gate = deferred()
+    const entered = deferred()
+    const stored: string[] = []
+    const enqueue = store.outgoingEnqueueCombi!.bind(store)
+    store.outgoingEnqueueCombi = async (subs: Array<{ clientId: string }>, packet: { topic: string }) => {
+      if (packet.topic === 'ord/1') { entered.resolve(); await gate.promise }
+      stored.push(packet.topic)
+      return enqueue(subs, packet)
+    }
+    const { client } = await bare(patched, {}, store)
+    const pub = await connected(await client('ord'))
+    pub.send({ cmd: 'publish', topic: 'ord/1', payload: Buffer.from('1'), qos: 1, messageId: 1, retain: false, dup: false })
+    await entered.promise
+    pub.send({ cmd: 'publish', topic: 'ord/2', payload: Buffer.from('2'), qos: 1, messageId: 2, retain: false, dup: false })
+    pub.send({ cmd: 'pingreq' })
+    const before: string[] = []
+    for (let p = await pub.next(); ; p = await pub.next()) {
+      before.push(p.cmd === 'puback' ? `puback ${p.messageId}` : p.cmd)
+      if (p.cmd === 'pingresp') break
+    }
+    // ord/2 is stored while ord/1 is held; its PUBACK waits for ord/1's
+    expect(stored).toEqual(['ord/2'])
+    expect(before).toEqual(patched ? ['pingresp'] : ['puback 1', 'puback 2', 'pingresp'])
+    gate.resolve()
+    if (patched) {
+      const after = [await pub.next(), await pub.next()].map(p => `${p.cmd} ${(p as { messageId?: number }).messageId}`)
+      expect(after).toEqual(['puback 1', 'puback 2'])
+    }
+    pub.send({ cmd: 'pingreq' })
+    expect((await pub.next()).cmd).toBe('pingresp')
+  })
+
+  test('finding 1: a failed store closes the connection without the PUBACK (lib/write.js writes through mqtt-packet writeToStream)', async () => {
+    const store = (await openPersistence({ type: 'memory' })).store as Store
+    store.outgoingEnqueueCombi = async () => { throw new Error('disk full') }
+    const { client } = await bare(patched, {}, store)
+    const pub = await connected(await client('fail'))
+    pub.send({ cmd: 'publish', topic: 'fail/t', payload: Buffer.from('x'), qos: 1, messageId: 9, retain: false, dup: false })
+    await pub.closed()
+    const seen: string[] = []
+    for (;;) {
+      try { seen.push((await pub.next()).cmd) } catch { break }
+    }
+    expect(seen).toEqual(patched ? [] : ['puback'])
+  })
+
+  test('finding 1: a QoS 1 PUBLISH sent right behind CONNECT, before CONNACK, is acknowledged', async () => {
+    const { client } = await bare(patched)
+    const pub = await client('pipe')
+    pub.send({ cmd: 'publish', topic: 'pipe/t', payload: Buffer.from('x'), qos: 1, messageId: 3, retain: false, dup: false })
+    expect((await pub.next()).cmd).toBe('connack')
+    const ack = await pub.next()
+    expect([ack.cmd, (ack as { messageId?: number }).messageId]).toEqual(['puback', 3])
   })
 
   test('5a: dedupe() drops a lower brokerCounter (client.duplicates); the patch drops only a repeat', async () => {
