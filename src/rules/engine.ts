@@ -225,6 +225,7 @@ export class RulesEngine {
     this.#rules.delete(name)
     this.#flow.release(name)
     this.#runner.unload(name)
+    this.#log.forget(name)
     this.#logger.info({ rule: name }, 'rule removed')
     await this.#status.clear(name)
   }

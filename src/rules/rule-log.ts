@@ -30,6 +30,11 @@ export class RuleLog {
     this.#logger.warn({ rule, topic: input.topic, clientId: input.origin.clientId, payload: preview(input.payload), kind, error }, 'rule failed')
   }
 
+  /** A removed rule's budget goes with it: rules added from code may come and go by the thousand. */
+  forget (rule: string): void {
+    this.#budget.delete(rule)
+  }
+
   #allow (rule: string): boolean {
     const now = Date.now()
     let budget = this.#budget.get(rule)
