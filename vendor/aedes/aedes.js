@@ -24,6 +24,12 @@ const defaultOptions = {
   trustProxy: false,
   trustedProxies: [],
   queueLimit: 42,
+  // Hard cap on concurrent inbound in-flight QoS 2 PUBLISH per client (packets
+  // stored awaiting PUBREL). Bounds the per-client incoming persistence map so
+  // half-open QoS 2 handshakes cannot grow it toward its 16-bit messageId
+  // ceiling. Well above what a pipelining publisher reaches, because MQTT
+  // 3.1.1 has no way to advertise the window to the client. 0 = unlimited.
+  maxInflightInbound: 1000,
   maxClientsIdLength: 23,
   keepaliveLimit: 0,
   maxTopicLevels: 100,
@@ -78,6 +84,11 @@ export class Aedes extends EventEmitter {
     // internal track for last brokerCounter
     this.counter = 0
     this.queueLimit = opts.queueLimit
+    // clamp: a negative/NaN value must not silently disable the bound. Only an
+    // explicit 0 opts out.
+    this.maxInflightInbound = Number.isInteger(opts.maxInflightInbound) && opts.maxInflightInbound >= 0
+      ? opts.maxInflightInbound
+      : defaultOptions.maxInflightInbound
     this.connectTimeout = opts.connectTimeout
     this.keepaliveLimit = opts.keepaliveLimit
     this.maxClientsIdLength = opts.maxClientsIdLength
@@ -111,8 +122,10 @@ export class Aedes extends EventEmitter {
     this.trustProxy = opts.trustProxy
     this.trustedProxies = opts.trustedProxies
 
-    this.clients = {}
-    this.brokers = {}
+    // GHSA-52qw-whmv-87c5: keyed by Client ID / broker id from the wire, so an
+    // inherited name ('constructor', '__proto__', ...) must read back as absent
+    this.clients = Object.create(null)
+    this.brokers = Object.create(null)
     // MQTT 5.0: pending session-expiry timers, keyed by clientId. A timer is
     // armed when a client with a finite, non-zero Session Expiry Interval
     // disconnects, and cleared if it reconnects before the timer fires.

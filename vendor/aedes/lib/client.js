@@ -31,8 +31,10 @@ class Client {
     // MQTT 5.0 Session Expiry Interval (seconds); set from CONNECT on connect.
     this.sessionExpiryInterval = 0
 
-    this.subscriptions = {}
-    this.duplicates = {}
+    // GHSA-52qw-whmv-87c5: keyed by topic filter / broker id from the wire, so an
+    // inherited name ('constructor', '__proto__', ...) must read back as absent
+    this.subscriptions = Object.create(null)
+    this.duplicates = Object.create(null)
 
     // MQTT 5.0 inbound Topic Alias map (alias number -> topic name), scoped
     // to this connection. Populated as the client registers aliases.
@@ -51,6 +53,10 @@ class Client {
     this._rejectingPacketTooLarge = false
     this._parsingBatch = 1
     this._nextId = Math.ceil(Math.random() * 65535)
+    // Count of inbound QoS 2 PUBLISH currently stored awaiting PUBREL. Bounds
+    // the per-client incoming persistence map against half-open QoS 2 flooding;
+    // see the receive-window guard in lib/handlers/publish.js.
+    this._inboundInflight = new Set()
 
     // Drain timeout tracking - coalesced timer approach
     this._drainTimer = null
@@ -491,6 +497,15 @@ class Client {
         that.broker.unregisterClient(that)
         // MQTT 5.0: keep / expire / wipe the session per its expiry interval.
         that.broker.scheduleSessionExpiry(that)
+      }
+
+      // [MQTT-3.1.2-6]: a clean session ends with the connection. Without this a
+      // client that publishes QoS 2 and never returns leaves its dedup entry
+      // behind forever, and repeating it with fresh client ids grows the store
+      // without bound.
+      const persistence = that.broker.persistence
+      if (that.clean && typeof persistence?.cleanIncoming === 'function') {
+        persistence.cleanIncoming(that).then(noop, noop)
       }
 
       // clear up the drain event listeners

@@ -125,6 +125,7 @@ const connectActions = [
   restoreSubs,
   storeWill,
   registerClient,
+  cleanIncoming,
   doConnack,
   emptyQueue
 ]
@@ -414,6 +415,24 @@ function fetchSubs (arg, done) {
   }
   arg.sessionPresent = false // [MQTT-3.2.2-1]
   client.broker.persistence.cleanSubscriptions(client)
+    .then(() => done(null), done)
+}
+
+// [MQTT-3.1.2-6]: the inbound QoS 2 dedup store is session state too, but
+// cleanSubscriptions runs before registerClient and this must run after it —
+// the takeover of a previous client with the same id happens there, and its
+// in-flight incomingStorePacket would otherwise land after the wipe.
+function cleanIncoming (arg, done) {
+  const client = this.client
+  if (!this.packet.clean) {
+    return done(null)
+  }
+  const persistence = client.broker.persistence
+  // feature-detected so a persistence predating cleanIncoming keeps working;
+  // wrapped so a synchronous throw rejects here rather than escaping runSeries,
+  // which has no try/catch, as an uncaught exception
+  Promise.resolve()
+    .then(() => typeof persistence.cleanIncoming === 'function' && persistence.cleanIncoming(client))
     .then(() => done(null), done)
 }
 

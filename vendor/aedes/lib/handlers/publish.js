@@ -83,16 +83,39 @@ function enqueuePublish (packet, done) {
           // Duplicate packet: just send PUBREC, don't publish again
           write(client, new PubRec(packet), done)
         }, () => {
-          // New packet (not found in store): store first, then publish
-          // This ensures if storage fails, message hasn't been delivered yet
-          // preventing duplicate delivery on retransmission
+          // New packet (not found in store): bound the inbound QoS 2 receive
+          // window before retaining it, so a client that keeps sending fresh
+          // message identifiers while withholding PUBREL cannot grow its
+          // incoming persistence map toward the 16-bit messageId ceiling.
+          //
+          // The slot is reserved here, synchronously, and keyed by messageId.
+          // Both matter: a whole socket read chunk is dispatched concurrently
+          // (see enqueue in lib/client.js), so reserving after the await lets
+          // the entire chunk past the check; and keying by messageId means a
+          // DUP retransmission of a packet already in flight re-reserves its
+          // own slot instead of consuming a second one.
+          const inflight = client._inboundInflight
+          const limit = client.broker.maxInflightInbound
+          if (limit > 0 && !inflight.has(packet.messageId) && inflight.size >= limit) {
+            // MQTT 3.1/3.1.1 has no reason code to carry, so drop the connection
+            return done(new Error('maxInflightInbound exceeded: ' + limit + ' inbound QoS 2 messages already awaiting PUBREL'))
+          }
+          inflight.add(packet.messageId)
+
+          // store first, then publish. This ensures if storage fails, the
+          // message hasn't been delivered yet, preventing duplicate delivery on
+          // retransmission.
           client.broker.persistence.incomingStorePacket(client, packet)
             .then(() => {
               client.broker.publish(packet, client, (err) => {
                 if (err) { return done(err) }
                 write(client, new PubRec(packet), done)
               })
-            }, done)
+            }, (err) => {
+              // nothing was stored, so the slot must go back
+              inflight.delete(packet.messageId)
+              done(err)
+            })
         })
       break
     case 1:

@@ -51,8 +51,20 @@ function pubrelDelete (arg, done) {
     return done(null, arg)
   }
 
-  const persistence = this.client.broker.persistence
-  persistence.incomingDelPacket(this.client, arg.packet).finally(() => done(null, arg))
+  const client = this.client
+  const persistence = client.broker.persistence
+  persistence.incomingDelPacket(client, arg.packet).then(() => {
+    // handshake complete: release the slot (see lib/handlers/publish.js). Only
+    // on success — if the delete failed the packet is still stored, so freeing
+    // the slot would let the store grow past the limit.
+    client._inboundInflight.delete(arg.packet.messageId)
+    done(null, arg)
+  }, () => {
+    // a concurrent duplicate PUBREL can lose the race and reject here; PUBCOMP
+    // is still owed either way, and the rejection must not escape (it used to
+    // ride out of .finally() uncaught and kill the process)
+    done(null, arg)
+  })
 }
 
 function pubrelWrite (arg, done) {

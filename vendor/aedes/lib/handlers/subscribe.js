@@ -77,16 +77,12 @@ class SubState {
 
 // if same subscribed topic in subs array, we pick up the last one
 function _dedupe (subs) {
-  const dedupeSubs = {}
+  const dedupeSubs = new Map()
   for (let i = 0; i < subs.length; i++) {
     const sub = subs[i]
-    dedupeSubs[sub.topic] = sub
+    dedupeSubs.set(sub.topic, sub)
   }
-  const ret = []
-  for (const key in dedupeSubs) {
-    ret.push(dedupeSubs[key])
-  }
-  return ret
+  return [...dedupeSubs.values()]
 }
 
 function handleSubscribe (client, packet, restore, finish) {
