@@ -3,7 +3,7 @@
 // usage: node bench/aedes-server.js <port> <memory|level> [dataDir]
 import net from 'node:net'
 import { createRequire } from 'node:module'
-import { Aedes } from 'aedes'
+import { Aedes } from '../vendor/aedes/aedes.js'
 
 const [port, kind, dir] = [Number(process.argv[2]), process.argv[3] ?? 'memory', process.argv[4]]
 const options = {}

@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { Duplex } from 'node:stream'
-import { Aedes, type AedesPublishPacket } from 'aedes'
+import { Aedes, type AedesPublishPacket } from '../../vendor/aedes/aedes.js'
 import { SwitchyardError } from '../errors.js'
 import { coalesceWrites, guardPacketSize, guardTopics, holdable } from './connection.js'
 import { Fifo } from './fifo.js'

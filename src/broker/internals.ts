@@ -7,7 +7,7 @@
  * The only casts through unknown in the project are the two below.
  */
 import type { Duplex } from 'node:stream'
-import type { Aedes, AedesPublishPacket, Client } from 'aedes'
+import type { Aedes, AedesPublishPacket, Client } from '../../vendor/aedes/aedes.js'
 import { createRequire } from 'node:module'
 import { topicMatches } from '../topics.js'
 
@@ -163,8 +163,8 @@ interface MqttPacketExports { writeToStream: WriteToStream & { cacheNumbers: boo
  * does not read.
  */
 function pubackQueues (): WeakMap<object, AckQueue> {
-  const require = createRequire(import.meta.url)
-  const exports = createRequire(require.resolve('aedes'))('mqtt-packet') as MqttPacketExports
+  // vendor/aedes is two levels up from both src/broker and dist/broker
+  const exports = createRequire(new URL('../../vendor/aedes/aedes.js', import.meta.url))('mqtt-packet') as MqttPacketExports
   const existing = exports[HOLDING]
   if (existing !== undefined) return existing
   const queues = new WeakMap<object, AckQueue>()
@@ -316,7 +316,7 @@ function watchConnacks (broker: Aedes): void {
  * one named function. The other modules import the Aedes types from here,
  * so that only aedes.ts (the adapter) and this file name 'aedes'.
  */
-export type { Aedes, AedesOptions, AedesPublishPacket, Client } from 'aedes'
+export type { Aedes, AedesOptions, AedesPublishPacket, Client } from '../../vendor/aedes/aedes.js'
 
 /** The registered clients. aedes.clients (id → Client) is untyped, and Aedes has no API listing its clients. */
 export function connectedClients (broker: Aedes): Client[] {

@@ -1,6 +1,6 @@
 import net from 'node:net'
 import { describe, expect, onTestFinished, test } from 'vitest'
-import { Aedes, type AedesOptions, type AedesPublishPacket, type Client } from 'aedes'
+import { Aedes, type AedesOptions, type AedesPublishPacket, type Client } from '../../vendor/aedes/aedes.js'
 import type { Packet } from 'mqtt-packet'
 import {
   ackAfterStore, clientById, clientParser, connectedClients, disconnectedByPacket, emitterBacklog, isRetainedReplay, markPacket,
