@@ -7,8 +7,11 @@
  *   node scripts/aedes-vendor.mjs check        rebuild from the npm tarball
  *                                              and the patches; exit 1 if
  *                                              vendor/aedes differs
- *   node scripts/aedes-vendor.mjs make <name>  write what vendor/aedes has
- *                                              beyond the existing patches as
+ *   node scripts/aedes-vendor.mjs make <name> [file ...]
+ *                                              write what vendor/aedes has
+ *                                              beyond the existing patches (in
+ *                                              the files named, relative to
+ *                                              vendor/aedes, or all) as
  *                                              vendor/aedes-patches/NNN-<name>.patch
  *
  * A patch file starts with free text (what, why, the upstream issue or PR);
@@ -63,13 +66,22 @@ function diff (a, b, cwd) {
   }
 }
 
-const [command, name] = process.argv.slice(2)
+const [command, name, ...only] = process.argv.slice(2)
 const work = mkdtempSync(join(tmpdir(), 'aedes-vendor-'))
 try {
   const rebuilt = rebuild(work)
   const current = join(work, 'new')
   mkdirSync(current)
   for (const f of FILES) cpSync(join(VENDOR, f), join(current, f), { recursive: true })
+  // make with files named: the rest of the tree is taken as it was rebuilt
+  if (command === 'make' && only.length > 0) {
+    for (const f of FILES) rmSync(join(current, f), { recursive: true, force: true })
+    cpSync(rebuilt, current, { recursive: true })
+    for (const f of only) {
+      if (existsSync(join(VENDOR, f))) cpSync(join(VENDOR, f), join(current, f))
+      else rmSync(join(current, f), { force: true })
+    }
+  }
   const delta = diff(rebuilt, current, work)
   if (command === 'check') {
     if (delta) {
