@@ -5,6 +5,7 @@ import Packet from 'aedes-packet'
 import memory from 'aedes-persistence'
 import mqemitter from 'mqemitter'
 import Client from './lib/client.js'
+import { SharedSubscriptions, isShared } from './lib/shared.js'
 import { $SYS_PREFIX, batch, noop, runSeries, armLongTimer, topicLevelCount } from './lib/utils.js'
 import { SESSION_NEVER_EXPIRES, ReasonCodes } from './lib/constants.js'
 import pkg from './package.json' with { type: 'json' }
@@ -56,7 +57,10 @@ const defaultOptions = {
   // MQTT 5.0 Response Information (§3.2.2.3.15): the base string returned in
   // CONNACK when a client sets Request Response Information. Either a static
   // string or a `(client) => string | undefined` function. null = never sent.
-  responseInformation: null
+  responseInformation: null,
+  // MQTT 5.0 Shared Subscriptions `$share/<name>/<filter>` [MQTT-4.8.2], for
+  // v5 and v3.1.1 clients (lib/shared.js). false: refused (SUBACK 0x9E / 0x80).
+  sharedSubscriptions: true
 }
 const version = pkg.version
 
@@ -100,6 +104,9 @@ export class Aedes extends EventEmitter {
     this.sessionExpiryIntervalLimit = opts.sessionExpiryIntervalLimit
     this.pendingSessionsLimit = opts.pendingSessionsLimit
     this.responseInformation = opts.responseInformation
+    this.sharedSubscriptions = opts.sharedSubscriptions !== false
+    // [MQTT-4.8.2] the groups of shared subscriptions and their members
+    this.shared = new SharedSubscriptions(this)
     this.mq = opts.mq || mqemitter({
       concurrency: opts.concurrency,
       matchEmptyLevels: true // [MQTT-4.7.1-3]
@@ -427,6 +434,7 @@ export class Aedes extends EventEmitter {
     this.persistence.cleanSubscriptions(client).then(noop, onErr)
     this.persistence.delWill({ id: client.id, brokerId: this.id }).then(noop, onErr)
     client.emptyOutgoingQueue(noop)
+    this.shared.forgetClient(client.id)
   }
 
   // MQTT 5.0 Will Delay Interval: publish the will after `delaySeconds`
@@ -575,6 +583,10 @@ class DoEnqueues {
 
       if (that.topic.indexOf($SYS_PREFIX) === 0) {
         subs = subs.filter(removeSharp)
+      } else if (isShared(that.topic)) {
+        // a topic named `$share/...`: shared subscriptions are queued by
+        // routeShared, on their filter, never as a literal filter
+        subs = subs.filter(sub => !isShared(sub.topic))
       }
 
       const packet = that.packet
@@ -597,6 +609,12 @@ function removeSharp (sub) {
   return code !== 43 && code !== 35
 }
 
+// [MQTT-4.8.2] one member of each matching shared-subscription group gets
+// the message; a persistent member's copy is stored here, before emitPacket
+function routeShared (packet, done) {
+  this.broker.shared.route(packet, done)
+}
+
 function callPublished (_, done) {
   this.broker.published(this.packet, this.client, done)
   this.broker.emit('publish', this.packet, this.client)
@@ -604,12 +622,14 @@ function callPublished (_, done) {
 
 const publishFuncsSimple = [
   storeRetained,
+  routeShared,
   emitPacket,
   callPublished
 ]
 const publishFuncsQoS = [
   storeRetained,
   enqueueOffline,
+  routeShared,
   emitPacket,
   callPublished
 ]

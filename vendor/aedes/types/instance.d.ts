@@ -95,6 +95,7 @@ export interface AedesOptions {
   sessionExpiryIntervalLimit?: number; // clamp (seconds) on requested Session Expiry Interval; 0 = no cap (default: 0)
   pendingSessionsLimit?: number; // cap on pending session-expiry / delayed-will entries; 0 = unlimited (default: 0)
   responseInformation?: string | null | ((client: Client) => string | undefined); // MQTT 5.0 Response Information returned in CONNACK on Request Response Information (null = disabled, the default)
+  sharedSubscriptions?: boolean; // MQTT 5.0 Shared Subscriptions $share/<name>/<filter>, for v5 and v3.1.1 clients (default: true; false refuses them, SUBACK 0x9E / 0x80)
   preConnect?: PreConnectHandler;
   authenticate?: AuthenticateHandler;
   authorizePublish?: AuthorizePublishHandler;

@@ -56,12 +56,11 @@ function connackProperties (broker) {
   // Capabilities that default to "available" (retain, wildcard subscriptions,
   // subscription identifiers, max QoS 2) are not advertised.
   //
-  // Shared subscriptions are explicitly advertised as NOT available: aedes can
-  // run as a cluster of instances, and shared-subscription group state would be
-  // per-instance, so a shared message would be delivered once per instance
-  // holding a group member rather than once cluster-wide. Until a cluster-aware
-  // implementation lands, [MQTT-3.2.2-13] requires we tell clients it is off.
-  properties.sharedSubscriptionAvailable = false
+  // Shared subscriptions (lib/shared.js) are available unless the broker has
+  // them off (sharedSubscriptions: false), which it then says [MQTT-3.2.2-13].
+  if (!broker.sharedSubscriptions) {
+    properties.sharedSubscriptionAvailable = false
+  }
   if (broker.topicAliasMaximum > 0) {
     properties.topicAliasMaximum = broker.topicAliasMaximum
   }

@@ -2,9 +2,7 @@ import Packet from 'aedes-packet'
 import { through, validateTopic, $SYS_PREFIX, runFall, runParallel, once } from '../utils.js'
 import { ReasonCodes, SUBSCRIPTION_IDENTIFIER_MAX, REASON_CODE_ERROR_THRESHOLD } from '../constants.js'
 import write from '../write.js'
-
-// [MQTT-4.8.2] Shared Subscription topic-filter prefix.
-const SHARE_PREFIX = '$share/'
+import { isShared, parseShared, TOPIC_FILTER_INVALID } from '../shared.js'
 
 const subscribeTopicActions = runFall([
   authorize,
@@ -106,6 +104,16 @@ function handleSubscribe (client, packet, restore, finish) {
       sub.subscriptionIdentifier = subscriptionIdentifier
     }
   }
+  // [MQTT-3.8.3-4] No Local on a Shared Subscription is a Protocol Error.
+  if (!restore && client.version === 5) {
+    for (const sub of packet.subscriptions) {
+      if (sub.nl && isShared(sub.topic)) {
+        client.broker.emit('clientError', client, new Error(`No Local on shared subscription ${sub.topic}`))
+        client.disconnect({ reasonCode: ReasonCodes.PROTOCOL_ERROR }, () => done())
+        return
+      }
+    }
+  }
   packet.subscriptions = packet.subscriptions.length === 1 ? packet.subscriptions : _dedupe(packet.subscriptions)
   const state = new SubscribeState(client, packet, restore, done)
   // Use the callback-based runParallel rather than Promise.all(subscriptions.map(...)):
@@ -125,12 +133,21 @@ function handleSubscribe (client, packet, restore, finish) {
 function doSubscribe (sub, done) {
   const s = new SubState(this.client, this.packet, sub.qos, sub.rh, sub.rap, sub.nl)
   this.subState.push(s)
-  // [MQTT-3.2.2-23] / [MQTT-4.8.2] The broker advertises shared subscriptions as
-  // unavailable, so a v5 `$share/...` SUBSCRIBE must be refused with 0x9E rather
-  // than subscribing to the literal topic (which would be a dead subscription).
-  if (this.client.version === 5 && sub.topic.startsWith(SHARE_PREFIX)) {
-    s.granted = ReasonCodes.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED
-    return done()
+  // [MQTT-4.8.2] `$share/<name>/<filter>`, for v5 and v3.1.1 clients (as
+  // Mosquitto). Refused, never subscribed as a literal filter (a dead
+  // subscription): when the broker has them off (sharedSubscriptions: false),
+  // 0x9E [MQTT-3.2.2-23]; with an empty share name, one with a wildcard, or no
+  // filter [MQTT-4.8.2-1] [MQTT-4.8.2-2], 0x8F. v3.1.1 has only 0x80.
+  if (isShared(sub.topic)) {
+    const v5 = this.client.version === 5
+    if (!this.client.broker.sharedSubscriptions) {
+      s.granted = v5 ? ReasonCodes.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED : 128
+      return done()
+    }
+    if (parseShared(sub.topic) === null) {
+      s.granted = v5 ? TOPIC_FILTER_INVALID : 128
+      return done()
+    }
   }
   this.actions.call(s, sub, done)
 }
@@ -200,10 +217,16 @@ function addSubs (sub, done) {
   // be corrupted for every fanout subscriber and the source packet.
   const siProps = si !== undefined ? Object.freeze({ subscriptionIdentifier: si }) : null
   let func = qos > 0 ? client.deliverQoS : client.deliver0
+  // [MQTT-4.8.2] a Shared Subscription: the client is a member of a group
+  // (lib/shared.js), whose one listener on the filter picks a member per message
+  const shared = isShared(topic) ? parseShared(topic) : null
 
   const deliverFunc = func
   func = function handlePacketSubscription (_packet, cb) {
     _packet = new Packet(_packet, broker)
+    // [MQTT-4.8.2] a shared delivery is at the lesser of the message's QoS and
+    // the member's granted QoS (deliverQoS only looks at subscriptions[topic])
+    if (shared && _packet.qos > qos) _packet.qos = qos
     _packet.nl = nl
     if (!rap) _packet.retain = false
     if (siProps) {
@@ -222,7 +245,8 @@ function addSubs (sub, done) {
     deliverFunc(_packet, cb)
   }
 
-  // [MQTT-4.7.2-1] block $SYS for wildcard subscriptions.
+  // [MQTT-4.7.2-1] block $SYS for wildcard subscriptions (a shared one's
+  // listener does it itself).
   if (isStartsWithWildcard(topic)) {
     func = blockDollarSignTopics(func)
   }
@@ -240,12 +264,21 @@ function addSubs (sub, done) {
   this.isNewSubscription = !existing
   if (!existing) {
     client.subscriptions[topic] = new Subscription(qos, func, rh, rap, nl, si)
-    broker.subscribe(topic, func, done)
+    if (shared) {
+      broker.shared.join(client, topic, qos, func, done)
+    } else {
+      broker.subscribe(topic, func, done)
+    }
   } else if (existing.qos !== qos || existing.rh !== rh || existing.rap !== rap || existing.nl !== nl || existing.si !== si) {
     const oldFunc = existing.func
     client.subscriptions[topic] = new Subscription(qos, func, rh, rap, nl, si)
-    broker.unsubscribe(topic, oldFunc)
-    broker.subscribe(topic, func, done)
+    if (shared) {
+      // the same membership, with the new QoS and delivery function
+      broker.shared.join(client, topic, qos, func, done)
+    } else {
+      broker.unsubscribe(topic, oldFunc)
+      broker.subscribe(topic, func, done)
+    }
   } else {
     done()
   }
@@ -286,7 +319,8 @@ function completeSubscribe () {
     // reason codes >= 0x80 (128 failure, 0x9E shared-not-supported, …) do not.
     // [MQTT-3.8.3-2] Retain Handling: rh=2 never sends retained on subscribe;
     // rh=1 only when this is a new subscription; rh=0/undefined always sends.
-    if (sub.granted < REASON_CODE_ERROR_THRESHOLD && sub.rh !== 2 && (sub.rh !== 1 || sub.isNewSubscription)) {
+    // [MQTT-4.8.2] Retained messages are not sent to a Shared Subscription.
+    if (sub.granted < REASON_CODE_ERROR_THRESHOLD && sub.rh !== 2 && (sub.rh !== 1 || sub.isNewSubscription) && !isShared(subs[i].topic)) {
       topics.push(subs[i].topic)
     }
     // set granted qos to subscriptions

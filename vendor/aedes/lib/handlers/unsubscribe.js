@@ -1,6 +1,7 @@
 import write from '../write.js'
 import { validateTopic, $SYS_PREFIX, runParallel, once, noop } from '../utils.js'
 import { ReasonCodes } from '../constants.js'
+import { isShared } from '../shared.js'
 
 class UnSubAck {
   constructor (packet, granted) {
@@ -65,7 +66,16 @@ function doUnsubscribe (sub, done) {
   const broker = client.broker
   const s = client.subscriptions[sub]
 
-  if (s) {
+  if (s && isShared(sub)) {
+    // [MQTT-4.8.2] UNSUBSCRIBE ends the membership; a closing connection
+    // leaves the group, and a persistent session stays in it, offline.
+    const shared = broker.shared
+    const end = client.closed ? shared.leave : shared.forget
+    end.call(shared, client, sub, () => {
+      delete client.subscriptions[sub]
+      done()
+    })
+  } else if (s) {
     const func = s.func
     broker.unsubscribe(
       sub,
