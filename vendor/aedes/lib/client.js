@@ -39,6 +39,10 @@ class Client {
     // MQTT 5.0 inbound Topic Alias map (alias number -> topic name), scoped
     // to this connection. Populated as the client registers aliases.
     this._topicAliases = new Map()
+    // MQTT 5.0: what this connection's PUBLISHes to the client keep to (Receive
+    // Maximum, Maximum Packet Size, Topic Aliases): lib/outbound.js, created by
+    // write() at the first PUBLISH to a v5 client; null for v3/v4.
+    this._outbound = null
 
     this.broker = broker
     this.conn = conn

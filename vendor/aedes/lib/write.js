@@ -1,4 +1,5 @@
 import mqtt from 'mqtt-packet'
+import { Outbound } from './outbound.js'
 
 // Frozen, module-level writeToStream options per wire version, indexed by the
 // resolved version. Avoids allocating a fresh `{ protocolVersion }` object on
@@ -10,6 +11,18 @@ const WRITE_OPTS = {
 }
 
 function write (client, packet, done, protocolVersion) {
+  // MQTT 5.0: a PUBLISH to a v5 client goes through its Receive Maximum,
+  // Maximum Packet Size and Topic Aliases (lib/outbound.js). A v3/v4 client
+  // pays this one test.
+  if (client._wireVersion === 5 && packet.cmd === 'publish' && (client.connecting || client.connected)) {
+    (client._outbound ??= new Outbound(client)).send(packet, done)
+    return
+  }
+  writePacket(client, packet, done, protocolVersion)
+}
+
+// Serializes `packet` onto the client's connection, as is.
+export function writePacket (client, packet, done, protocolVersion) {
   let error = null
   if (client.connecting || client.connected) {
     try {

@@ -38,7 +38,7 @@ export interface Client extends EventEmitter {
   maximumPacketSize: Readonly<number | undefined>;
   /**
    * MQTT 5.0: the Receive Maximum the client advertised (in-flight QoS 1/2
-   * limit towards it); defaults to `65535`. Advisory on the broker side.
+   * limit towards it); defaults to `65535`. Further QoS 1/2 PUBLISHes wait.
    */
   receiveMaximum: Readonly<number>;
 

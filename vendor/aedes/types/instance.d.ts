@@ -95,6 +95,7 @@ export interface AedesOptions {
   sessionExpiryIntervalLimit?: number; // clamp (seconds) on requested Session Expiry Interval; 0 = no cap (default: 0)
   pendingSessionsLimit?: number; // cap on pending session-expiry / delayed-will entries; 0 = unlimited (default: 0)
   responseInformation?: string | null | ((client: Client) => string | undefined); // MQTT 5.0 Response Information returned in CONNACK on Request Response Information (null = disabled, the default)
+  outboundQueueLimit?: number; // MQTT 5.0: per v5 client with a Receive Maximum, at most this many QoS 1/2 deliveries unacknowledged or waiting for a slot; the ones beyond are dropped ('deliveryDropped'); 0 = unlimited (default: 0)
   sharedSubscriptions?: boolean; // MQTT 5.0 Shared Subscriptions $share/<name>/<filter>, for v5 and v3.1.1 clients (default: true; false refuses them, SUBACK 0x9E / 0x80)
   preConnect?: PreConnectHandler;
   authenticate?: AuthenticateHandler;
@@ -140,6 +141,11 @@ export class Aedes extends EventEmitter {
   on (
     event: 'connackSent',
     listener: (packet: ConnackPacket, client: Client) => void
+  ): this
+
+  on (
+    event: 'deliveryDropped',
+    listener: (client: Client, packet: AedesPublishPacket, reason: 'queue-full') => void
   ): this
 
   on (

@@ -15,6 +15,8 @@ function handlePubrec (client, packet, done) {
   // flow — the broker must NOT send a PUBREL. It releases the packet identifier
   // (clearing the stored outgoing state) instead of continuing the handshake.
   if (client.version === 5 && packet.reasonCode >= REASON_CODE_ERROR_THRESHOLD) {
+    // ... and frees its slot of the client's Receive Maximum. [MQTT-4.9.0-2]
+    if (client._outbound !== null) client._outbound.release(packet.messageId)
     if (client.clean) {
       return done()
     }

@@ -1,0 +1,84 @@
+import { writePacket } from './write.js'
+import { RECEIVE_MAXIMUM_DEFAULT } from './constants.js'
+
+// MQTT 5.0: what the client's CONNECT asks of the PUBLISHes the broker sends
+// it. write() hands every PUBLISH to a v5 client here (a v3/v4 client pays one
+// version test); the state is per Network Connection, created at the first
+// PUBLISH from the values the CONNECT left on the client.
+//
+// - Receive Maximum [MQTT-3.3.4-7] [MQTT-4.9.0-2]: at most that many QoS 1/2
+//   PUBLISHes unacknowledged. The others wait, in order, and go as a PUBACK,
+//   a PUBCOMP or a PUBREC >= 0x80 frees a slot (release(), from the
+//   handlers). QoS 0 is not held (4.9 allows either). A waiting delivery is
+//   reported written at once, so that a client that acknowledges slowly
+//   holds no mqemitter slot. With the broker option outboundQueueLimit, a
+//   delivery that would make more than that many unacknowledged or waiting
+//   is dropped, and the broker emits 'deliveryDropped' (client, packet,
+//   'queue-full').
+export class Outbound {
+  constructor (client) {
+    this.client = client
+    const receiveMaximum = client.receiveMaximum
+    // 65535 (the default) cannot bind: there are no more packet identifiers
+    this.receiveMaximum = receiveMaximum > 0 && receiveMaximum < RECEIVE_MAXIMUM_DEFAULT ? receiveMaximum : 0
+    // packet ids of the QoS 1/2 PUBLISHes sent and not yet acknowledged
+    this.inflight = this.receiveMaximum > 0 ? new Set() : null
+    // deliveries waiting for a slot: a FIFO, packets from index `head` on
+    this.queue = []
+    this.head = 0
+    // outboundQueueLimit (broker option, 0 or absent: none): at most this many
+    // QoS 1/2 deliveries unacknowledged or waiting; the ones beyond are dropped
+    const limit = client.broker.opts?.outboundQueueLimit
+    this.limit = Number.isInteger(limit) && limit > 0 ? limit : 0
+  }
+
+  send (packet, done) {
+    if (this.inflight !== null && packet.qos > 0 &&
+        (this.inflight.size >= this.receiveMaximum || this.head < this.queue.length)) {
+      const client = this.client
+      if (this.limit > 0 && this.queue.length - this.head + this.inflight.size >= this.limit) {
+        // Not sent now nor later on this connection; a persistent session
+        // keeps it in its outgoing store, for the next one.
+        client.broker.emit('deliveryDropped', client, packet, 'queue-full')
+      } else {
+        this.queue.push(packet)
+      }
+      setImmediate(done, null, client)
+      return
+    }
+    this.emit(packet, done)
+  }
+
+  /** A PUBACK, PUBCOMP or failed PUBREC for `messageId`: free its slot and send what waits. */
+  release (messageId) {
+    if (this.inflight === null || !this.inflight.delete(messageId)) return
+    const client = this.client
+    while (this.head < this.queue.length && this.inflight.size < this.receiveMaximum) {
+      if (client.closed || !(client.connecting || client.connected)) {
+        this.queue = []
+        this.head = 0
+        return
+      }
+      const packet = this.queue[this.head]
+      this.queue[this.head++] = undefined
+      this.emit(packet, reportError)
+    }
+    if (this.head === this.queue.length) {
+      this.queue = []
+      this.head = 0
+    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head)
+      this.head = 0
+    }
+  }
+
+  emit (packet, done) {
+    if (this.inflight !== null && packet.qos > 0) this.inflight.add(packet.messageId)
+    writePacket(this.client, packet, done)
+  }
+}
+
+function reportError (err, client) {
+  // a delivery that waited: nobody waits for its callback
+  if (err && !client.closed) client.emit('error', err)
+}
