@@ -1,4 +1,6 @@
+import mqtt from 'mqtt-packet'
 import { writePacket } from './write.js'
+import { packetWireSize } from './utils.js'
 import { RECEIVE_MAXIMUM_DEFAULT } from './constants.js'
 
 // MQTT 5.0: what the client's CONNECT asks of the PUBLISHes the broker sends
@@ -15,6 +17,10 @@ import { RECEIVE_MAXIMUM_DEFAULT } from './constants.js'
 //   delivery that would make more than that many unacknowledged or waiting
 //   is dropped, and the broker emits 'deliveryDropped' (client, packet,
 //   'queue-full').
+// - Maximum Packet Size [MQTT-3.1.2-24] [MQTT-3.1.2-25]: a PUBLISH larger
+//   than the client accepts is not sent; it is treated as delivered (a QoS
+//   1/2 one leaves the session's outgoing store and takes no slot), and the
+//   broker emits 'deliveryDropped' (client, packet, 'packet-too-large').
 export class Outbound {
   constructor (client) {
     this.client = client
@@ -30,6 +36,7 @@ export class Outbound {
     // QoS 1/2 deliveries unacknowledged or waiting; the ones beyond are dropped
     const limit = client.broker.opts?.outboundQueueLimit
     this.limit = Number.isInteger(limit) && limit > 0 ? limit : 0
+    this.maximumPacketSize = client.maximumPacketSize > 0 ? client.maximumPacketSize : 0
   }
 
   send (packet, done) {
@@ -73,12 +80,42 @@ export class Outbound {
   }
 
   emit (packet, done) {
+    if (this.maximumPacketSize > 0 && wireSize(packet) > this.maximumPacketSize) {
+      this.drop(packet, done)
+      return
+    }
     if (this.inflight !== null && packet.qos > 0) this.inflight.add(packet.messageId)
     writePacket(this.client, packet, done)
   }
+
+  // [MQTT-3.1.2-25]: discard it, and behave as if it had been sent and acknowledged
+  drop (packet, done) {
+    const client = this.client
+    client.broker.emit('deliveryDropped', client, packet, 'packet-too-large')
+    if (packet.qos > 0 && !client.clean && packet.messageId !== undefined) {
+      client.broker.persistence.outgoingClearMessageId(client, packet)
+        .then(noop, noop)
+    }
+    setImmediate(done, null, client)
+  }
+}
+
+const V5 = { protocolVersion: 5 }
+
+// The size of the PUBLISH on the wire; computed without encoding when there
+// are no properties (1 byte of property length), else by encoding it.
+function wireSize (packet) {
+  if (packet.properties === undefined) {
+    const payload = packet.payload
+    const payloadLength = typeof payload === 'string' ? Buffer.byteLength(payload) : (payload ? payload.length : 0)
+    return packetWireSize(2 + Buffer.byteLength(packet.topic) + (packet.qos > 0 ? 2 : 0) + 1 + payloadLength)
+  }
+  return mqtt.generate(packet, V5).length
 }
 
 function reportError (err, client) {
   // a delivery that waited: nobody waits for its callback
   if (err && !client.closed) client.emit('error', err)
 }
+
+function noop () {}

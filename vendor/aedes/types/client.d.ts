@@ -33,7 +33,8 @@ export interface Client extends EventEmitter {
   sessionExpiryInterval: Readonly<number>;
   /**
    * MQTT 5.0: the Maximum Packet Size (bytes) the client advertised it will
-   * accept, or `undefined` if it advertised none. Advisory on the broker side.
+   * accept, or `undefined` if it advertised none. A PUBLISH larger than that
+   * is not sent to it ('deliveryDropped').
    */
   maximumPacketSize: Readonly<number | undefined>;
   /**

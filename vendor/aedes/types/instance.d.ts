@@ -145,7 +145,7 @@ export class Aedes extends EventEmitter {
 
   on (
     event: 'deliveryDropped',
-    listener: (client: Client, packet: AedesPublishPacket, reason: 'queue-full') => void
+    listener: (client: Client, packet: AedesPublishPacket, reason: 'queue-full' | 'packet-too-large') => void
   ): this
 
   on (
