@@ -21,6 +21,12 @@ import { RECEIVE_MAXIMUM_DEFAULT } from './constants.js'
 //   than the client accepts is not sent; it is treated as delivered (a QoS
 //   1/2 one leaves the session's outgoing store and takes no slot), and the
 //   broker emits 'deliveryDropped' (client, packet, 'packet-too-large').
+// - Topic Alias Maximum [MQTT-3.1.2-26] [MQTT-3.3.2-11]: the broker assigns
+//   aliases to the first topicAliasMaximum distinct topics it sends on the
+//   connection, never reassigned: the first PUBLISH of such a topic carries
+//   the topic and its alias, the next ones an empty topic and the alias.
+//   Applied at the moment of writing (not of queueing), so the wire order is
+//   the order the aliases were set up in.
 export class Outbound {
   constructor (client) {
     this.client = client
@@ -37,6 +43,12 @@ export class Outbound {
     const limit = client.broker.opts?.outboundQueueLimit
     this.limit = Number.isInteger(limit) && limit > 0 ? limit : 0
     this.maximumPacketSize = client.maximumPacketSize > 0 ? client.maximumPacketSize : 0
+    const aliasMaximum = client.topicAliasMaximum > 0 ? Math.min(client.topicAliasMaximum, 65535) : 0
+    this.aliasMaximum = aliasMaximum
+    // topic -> alias, and for each alias the properties object to send when
+    // the message has none of its own (shared, frozen: no allocation per PUBLISH)
+    this.aliases = aliasMaximum > 0 ? new Map() : null
+    this.aliasProperties = aliasMaximum > 0 ? [] : null
   }
 
   send (packet, done) {
@@ -80,12 +92,50 @@ export class Outbound {
   }
 
   emit (packet, done) {
-    if (this.maximumPacketSize > 0 && wireSize(packet) > this.maximumPacketSize) {
-      this.drop(packet, done)
-      return
+    // what goes on the wire: the packet itself, or a view of it with the alias
+    let wire = packet
+    let newAlias
+    if (this.aliases !== null) {
+      let alias = this.aliases.get(packet.topic)
+      if (alias === undefined && this.aliases.size < this.aliasMaximum) alias = newAlias = this.aliases.size + 1
+      if (alias !== undefined) wire = this.aliased(packet, newAlias === undefined ? '' : packet.topic, alias)
     }
+    if (this.maximumPacketSize > 0 && wireSize(wire) > this.maximumPacketSize) {
+      // a new alias may be what tips it over the limit: then without one
+      if (newAlias === undefined || wireSize(packet) > this.maximumPacketSize) {
+        this.drop(packet, done)
+        return
+      }
+      wire = packet
+      newAlias = undefined
+    }
+    if (newAlias !== undefined) this.aliases.set(packet.topic, newAlias)
     if (this.inflight !== null && packet.qos > 0) this.inflight.add(packet.messageId)
-    writePacket(this.client, packet, done)
+    writePacket(this.client, wire, done)
+  }
+
+  // A view of the PUBLISH with `topic` and the alias: the packet itself is
+  // never changed, as it may be what a persistence keeps, or shared.
+  aliased (packet, topic, alias) {
+    const properties = packet.properties
+    return {
+      cmd: 'publish',
+      topic,
+      payload: packet.payload,
+      qos: packet.qos,
+      retain: packet.retain,
+      dup: packet.dup,
+      messageId: packet.messageId,
+      properties: properties === undefined ? this.propertiesFor(alias) : { ...properties, topicAlias: alias }
+    }
+  }
+
+  propertiesFor (alias) {
+    let properties = this.aliasProperties[alias]
+    if (properties === undefined) {
+      properties = this.aliasProperties[alias] = Object.freeze({ topicAlias: alias })
+    }
+    return properties
   }
 
   // [MQTT-3.1.2-25]: discard it, and behave as if it had been sent and acknowledged

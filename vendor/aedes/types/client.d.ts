@@ -42,6 +42,11 @@ export interface Client extends EventEmitter {
    * limit towards it); defaults to `65535`. Further QoS 1/2 PUBLISHes wait.
    */
   receiveMaximum: Readonly<number>;
+  /**
+   * MQTT 5.0: the Topic Alias Maximum the client advertised; the broker
+   * assigns that many aliases to the topics it sends it. `0` if none.
+   */
+  topicAliasMaximum: Readonly<number>;
 
   on(event: 'connected', listener: () => void): this;
   on(event: 'error', listener: (error: Error) => void): this;

@@ -29,6 +29,10 @@ function handle (client, packet, done) {
       finish(client.conn, packet, done)
       return
     }
+    // MQTT 5.0: how many Topic Aliases the broker may assign to the topics it
+    // sends this client [MQTT-3.1.2-26] (lib/outbound.js; connect.js keeps the
+    // client's other limits, Receive Maximum and Maximum Packet Size).
+    client.topicAliasMaximum = (packet.protocolVersion === 5 && packet.properties?.topicAliasMaximum) || 0
     handleConnect(client, packet, done)
     return
   }
