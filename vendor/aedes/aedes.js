@@ -6,7 +6,7 @@ import memory from 'aedes-persistence'
 import mqemitter from 'mqemitter'
 import Client from './lib/client.js'
 import { SharedSubscriptions, isShared } from './lib/shared.js'
-import { $SYS_PREFIX, batch, noop, runSeries, armLongTimer, topicLevelCount } from './lib/utils.js'
+import { $SYS_PREFIX, batch, noop, runSeries, armLongTimer, topicLevelCount, willPublishPacket } from './lib/utils.js'
 import { SESSION_NEVER_EXPIRES, ReasonCodes } from './lib/constants.js'
 import pkg from './package.json' with { type: 'json' }
 
@@ -196,8 +196,10 @@ export class Aedes extends EventEmitter {
         // randomize this, so that multiple brokers
         // do not publish the same wills at the same time
         const client = that.clients[will.clientId] || null
-        await pAuthorizePublish(client, will)
-        await pPublish(will)
+        // a PUBLISH carries no Will-only property (MQTT 5.0 §3.1.3.2, §3.3.2.3)
+        const packet = willPublishPacket(will)
+        await pAuthorizePublish(client, packet)
+        await pPublish(packet)
         await that.persistence.delWill({
           id: will.clientId,
           brokerId: will.brokerId
@@ -498,9 +500,13 @@ export class Aedes extends EventEmitter {
   // Authorize and publish a client's will, then remove it from persistence.
   publishWill (client, will) {
     const that = this
-    this.authorizePublish(client, will, function (err) {
+    // MQTT 5.0 §3.1.3.2: the Will Properties but Will Delay Interval go out
+    // with the Will Message; willDelayInterval is no PUBLISH property
+    // (§3.3.2.3) and a strict v5 client (Paho) discards a PUBLISH carrying it.
+    const packet = willPublishPacket(will)
+    this.authorizePublish(client, packet, function (err) {
       if (err) { return cleanup() }
-      that.publish(will, client, cleanup)
+      that.publish(packet, client, cleanup)
     })
     function cleanup () {
       that.persistence.delWill({ id: client.id, brokerId: that.id })

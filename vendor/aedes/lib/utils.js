@@ -16,6 +16,34 @@ export function ackProperties (client, reasonString) {
   return { reasonString }
 }
 
+// MQTT 5.0 §3.1.3.2: the Will Properties that are sent with the Will Message,
+// all but Will Delay Interval, which is no PUBLISH property (§3.3.2.3).
+const WILL_PUBLISH_PROPERTIES = ['payloadFormatIndicator', 'messageExpiryInterval', 'contentType', 'responseTopic', 'correlationData', 'userProperties']
+
+// The PUBLISH of a Will Message: topic, payload, QoS and retain, and the Will
+// Properties a PUBLISH may carry. A stored will also carries brokerId and
+// clientId (the persistence adds them); they are not the message's.
+export function willPublishPacket (will) {
+  const packet = {
+    cmd: 'publish',
+    topic: will.topic,
+    payload: will.payload,
+    qos: will.qos || 0,
+    retain: will.retain || false,
+    dup: false
+  }
+  const props = will.properties
+  if (props) {
+    let properties
+    for (const name of WILL_PUBLISH_PROPERTIES) {
+      // != null: a will read back from a store may hold null for an absent one
+      if (props[name] != null) (properties ??= {})[name] = props[name]
+    }
+    if (properties) packet.properties = properties
+  }
+  return packet
+}
+
 // Node clamps setTimeout delays above 2^31-1 ms (~24.8 days) to 1 ms, firing
 // almost immediately. MQTT 5.0 session-expiry / will-delay intervals are uint32
 // seconds (up to ~136 years), so a raw setTimeout would wipe long-lived sessions
