@@ -442,8 +442,20 @@ function gotSubs (subs, client) {
 
 function restoreSubs (arg, done) {
   if (arg.subs) {
-    handleSubscribe(this.client, { subscriptions: arg.subs }, true, done)
+    const client = this.client
     arg.sessionPresent = !!arg.subs // cast to boolean, [MQTT-3.2.2-2]
+    if (client.clean) {
+      // MQTT 5.0, Clean Start 0 with Session Expiry 0: the session is resumed
+      // but ends with this connection, so its subscriptions stop being stored
+      // (none of its messages is queued from now on; what is, is delivered by
+      // emptyQueue and wiped at close, see Aedes#scheduleSessionExpiry).
+      handleSubscribe(client, { subscriptions: arg.subs }, true, function (err) {
+        if (err) return done(err)
+        client.broker.persistence.cleanSubscriptions(client).then(() => done(null), done)
+      })
+      return
+    }
+    handleSubscribe(client, { subscriptions: arg.subs }, true, done)
     return
   }
   arg.sessionPresent = false // [MQTT-3.2.2-1], [MQTT-3.2.2-3]
@@ -569,7 +581,10 @@ function emptyQueueFilter (err, client, packet) {
   // [MQTT-3.1.2-4] On Clean Start the prior session is discarded, so its queued
   // messages must be dropped even when the new session is itself persistable
   // (clean start + non-zero Session Expiry → client.clean === false).
-  if (client.clean || client._cleanStart || !authorized || expired) {
+  // Not on client.clean: with Clean Start 0 and Session Expiry 0 the session
+  // is resumed [MQTT-3.1.2-5] and its queue delivered; it ends with this
+  // connection (v3/v4: clean is the Clean Session flag, so _cleanStart too).
+  if (client._cleanStart || !authorized || expired) {
     persistence.outgoingClearMessageId(client, packet)
       .then(packet => next(null, packet), next)
   } else {
