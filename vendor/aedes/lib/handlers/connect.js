@@ -522,6 +522,13 @@ function doConnack (arg, done) {
     if (!err) {
       client.broker.emit('connackSent', connack, client)
       client.connackSent = true
+      // Connected from the accepting CONNACK on, not from the end of the
+      // offline replay (emptyQueue): a violation during the replay is answered
+      // with a v5 DISCONNECT and its reason code (Client#disconnect and
+      // #rejectPacketTooLarge send one only to a connected client). MQTT 5.0 §4.13
+      if (arg.returnCode === 0 && arg.reasonCode === undefined && !client.closed) {
+        client.connected = true
+      }
     }
     done(err)
   }, version)
