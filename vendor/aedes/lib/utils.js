@@ -44,6 +44,31 @@ export function willPublishPacket (will) {
   return packet
 }
 
+// After a server DISCONNECT for a violation, the client may still be sending
+// (it has not read the DISCONNECT yet): a socket destroyed under it answers
+// with a TCP RST, and the client fails on its next send before it reads the
+// DISCONNECT and its reason code (Paho test_flow_control2: it sends Receive
+// Maximum + 1 QoS 2 PUBLISHes, then reads the PUBRECs, answering each with a
+// PUBREL, and only then the DISCONNECT 0x93). So the connection's destroy(),
+// which Client#close calls, is made a half close: FIN after what was written,
+// the client's further bytes read and discarded, and the socket destroyed when
+// the client closes its side, or after `lingerMs`. [MQTT-3.14.4-2]
+export function lingerOnClose (conn, lingerMs = 2000) {
+  const destroy = conn.destroy
+  conn.destroy = function lingeringDestroy (err) {
+    conn.destroy = destroy
+    if (err || conn.destroyed || typeof conn.end !== 'function') return destroy.call(conn, err)
+    conn.on('error', noop)
+    const timer = setTimeout(() => destroy.call(conn), lingerMs)
+    if (typeof timer.unref === 'function') timer.unref()
+    conn.once('end', () => { clearTimeout(timer); destroy.call(conn) })
+    conn.once('close', () => clearTimeout(timer))
+    conn.end()
+    conn.resume()
+    return conn
+  }
+}
+
 // Node clamps setTimeout delays above 2^31-1 ms (~24.8 days) to 1 ms, firing
 // almost immediately. MQTT 5.0 session-expiry / will-delay intervals are uint32
 // seconds (up to ~136 years), so a raw setTimeout would wipe long-lived sessions

@@ -1,6 +1,6 @@
-import { runSeries, ackProperties, topicLevelCount } from '../utils.js'
+import { runSeries, ackProperties, topicLevelCount, lingerOnClose } from '../utils.js'
 import write from '../write.js'
-import { ReasonCodes } from '../constants.js'
+import { ReasonCodes, RECEIVE_MAXIMUM_DEFAULT } from '../constants.js'
 
 class PubAck {
   constructor (packet) {
@@ -21,6 +21,23 @@ const publishActions = [
   enqueuePublish
 ]
 function handlePublish (client, packet, done) {
+  // MQTT 5.0 Receive Maximum (§3.2.2.3.3, §4.9): a client sending more QoS 1/2
+  // PUBLISHes than the broker's Receive Maximum before they are acknowledged
+  // breaks [MQTT-3.3.4-7] and gets a 0x93 (Receive Maximum exceeded)
+  // DISCONNECT. Counted on receipt, synchronously: a whole socket read is
+  // dispatched at once.
+  if (client.version === 5 && packet.qos > 0) {
+    if (client._receiveMaximumExceeded) return done()
+    if (!reserveInbound(client, packet)) {
+      client._receiveMaximumExceeded = true
+      const limit = client.broker.receiveMaximum || RECEIVE_MAXIMUM_DEFAULT
+      client.broker.emit('clientError', client, new Error('Receive Maximum exceeded: more than ' + limit + ' QoS 1/2 PUBLISH packets unacknowledged'))
+      // it is still sending: let it read the DISCONNECT (see lingerOnClose)
+      lingerOnClose(client.conn)
+      client.disconnect({ reasonCode: ReasonCodes.RECEIVE_MAXIMUM_EXCEEDED }, () => done())
+      return
+    }
+  }
   // MQTT 5.0: resolve an inbound Topic Alias to its topic (and strip the
   // alias so it is not forwarded to subscribers) before topic validation.
   if (client.version === 5 && packet.properties?.topicAlias !== undefined) {
@@ -120,6 +137,8 @@ function enqueuePublish (packet, done) {
       break
     case 1:
       write(client, new PubAck(packet), function (err) {
+        // the QoS 1 flow ends with the PUBACK: its Receive Maximum slot is free
+        releaseInbound(client, packet)
         if (err) { return done(err) }
         client.broker.publish(packet, client, done)
       })
@@ -158,11 +177,38 @@ function authorizePublish (packet, done) {
       // the client's Request Problem Information.
       const properties = ackProperties(client, err.message)
       if (properties) ack.properties = properties
-      write(client, ack, () => done())
+      write(client, ack, () => {
+        // a PUBACK or PUBREC of 0x80 or more ends the flow (§4.9): the
+        // Receive Maximum slot is free (QoS 2: nothing was stored)
+        releaseInbound(client, packet)
+        done()
+      })
     } else {
       done()
     }
   })
+}
+
+// MQTT 5.0 Receive Maximum, inbound: the QoS 1 and 2 PUBLISHes received and
+// not yet acknowledged, by packet identifier. QoS 2 ones are the
+// _inboundInflight set (the maxInflightInbound bound, released at PUBREL,
+// lib/handlers/pubrel.js); QoS 1 ones are released when the PUBACK is
+// written. A retransmission of one in flight takes no second slot. False when
+// the client is over the broker's Receive Maximum (65535 when not advertised).
+function reserveInbound (client, packet) {
+  const qos1 = client._inboundQoS1 ??= new Set()
+  const qos2 = client._inboundInflight
+  const own = packet.qos === 1 ? qos1 : qos2
+  if (own.has(packet.messageId)) return true
+  const limit = client.broker.receiveMaximum || RECEIVE_MAXIMUM_DEFAULT
+  if (qos1.size + qos2.size >= limit) return false
+  own.add(packet.messageId)
+  return true
+}
+
+function releaseInbound (client, packet) {
+  if (packet.qos === 1) client._inboundQoS1?.delete(packet.messageId)
+  else if (packet.qos === 2) client._inboundInflight.delete(packet.messageId)
 }
 
 // Resolves an MQTT 5.0 inbound Topic Alias. A PUBLISH that carries a non-empty
