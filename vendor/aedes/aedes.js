@@ -6,7 +6,8 @@ import memory from 'aedes-persistence'
 import mqemitter from 'mqemitter'
 import Client from './lib/client.js'
 import { SharedSubscriptions, isShared } from './lib/shared.js'
-import { $SYS_PREFIX, batch, noop, runSeries, armLongTimer, topicLevelCount, willPublishPacket } from './lib/utils.js'
+import { $SYS_PREFIX, batch, noop, runSeries, armLongTimer, topicLevelCount, through, willPublishPacket } from './lib/utils.js'
+import { pipeline } from 'node:stream'
 import { SESSION_NEVER_EXPIRES, ReasonCodes } from './lib/constants.js'
 import pkg from './package.json' with { type: 'json' }
 
@@ -161,6 +162,9 @@ export class Aedes extends EventEmitter {
       throw new Error('persistence.setup() must be an async function')
     }
     await this.persistence.setup(this)
+    // MQTT 5.0: re-arm the session expiry and will delay timers of the sessions
+    // a previous run left (see restoreSessions).
+    await this.restoreSessions()
 
     const heartbeatTopic = $SYS_PREFIX + that.id + '/heartbeat'
     const birthTopic = $SYS_PREFIX + that.id + '/birth'
@@ -334,6 +338,7 @@ export class Aedes extends EventEmitter {
     this._takingOver.delete(client.id)
     this.clearSessionExpiry(client.id)
     this.clearDelayedWill(client.id)
+    this._recordSession(client)
     this.connectedClients++
     this.clients[client.id] = client
     this.emit('client', client)
@@ -355,6 +360,69 @@ export class Aedes extends EventEmitter {
   deleteClient (clientId) {
     this.connectedClients--
     delete this.clients[clientId]
+  }
+
+  // MQTT 5.0: Session Expiry and Will Delay that survive a restart. A store
+  // with putSessionExpiry / delSessionExpiry / streamSessionExpiry (optional,
+  // feature-detected like cleanIncoming) keeps, per v5 session, its Session
+  // Expiry Interval and, once its connection has closed, when it closed. At
+  // connect the record says "connected"; scheduleSessionExpiry adds the close
+  // time; _wipeSession removes it. restoreSessions() re-arms the timers from
+  // those records when the broker starts. Nothing is recorded for a session
+  // that leaves nothing to restore (Session Expiry 0, Clean Start, no will),
+  // and a v3/v4 connection removes a record a v5 one left under its id.
+  _recordSession (client) {
+    const persistence = this.persistence
+    if (typeof persistence.putSessionExpiry !== 'function') return
+    const onErr = (err) => this.emit('error', err)
+    if (client.version === 5 && (client.sessionExpiryInterval > 0 || client._will || !client._cleanStart)) {
+      persistence.putSessionExpiry(client.id, { interval: client.sessionExpiryInterval }).then(noop, onErr)
+    } else {
+      persistence.delSessionExpiry(client.id).then(noop, onErr)
+    }
+  }
+
+  // Called from listen(), before any client can connect. For each recorded
+  // session: the close time is the recorded one, or now for a session that was
+  // still connected when the previous run ended (MQTT 5.0 §3.1.2.11.2: the
+  // server's clock may not run for part of the interval). Its will, if still
+  // stored, is published at close + min(Will Delay, Session Expiry), at once if
+  // that is past; the session is wiped at close + Session Expiry, at once if
+  // past. A client that reconnects first cancels both, as at run time
+  // [MQTT-3.1.3-9].
+  async restoreSessions () {
+    const persistence = this.persistence
+    if (typeof persistence.streamSessionExpiry !== 'function') return
+    const that = this
+    const now = Date.now()
+    const records = []
+    for await (const record of persistence.streamSessionExpiry()) records.push(record)
+    for (const { clientId, interval, disconnectedAt } of records) {
+      const closedAt = disconnectedAt ?? now
+      const ref = { id: clientId }
+      if (disconnectedAt === undefined) {
+        // a further restart counts from this one
+        await persistence.putSessionExpiry(clientId, { interval, disconnectedAt: closedAt })
+      }
+      const will = await persistence.getWill(ref)
+      if (will) {
+        // Stored again under this broker's id, so that the sweep of dead
+        // brokers' wills (_clearWills) leaves it to this timer.
+        await persistence.putWill(ref, will)
+        const delay = Math.min(will.properties?.willDelayInterval || 0, interval)
+        this._armIdTimer(this.delayedWills, clientId, closedAt + delay * 1000 - now, function fireRestoredWill () {
+          that.publishWill(null, will, clientId)
+        })
+      }
+      if (interval >= SESSION_NEVER_EXPIRES) {
+        this.expiringSessions.set(clientId, NO_EXPIRY_TIMER)
+        continue
+      }
+      this._armIdTimer(this.expiringSessions, clientId, closedAt + interval * 1000 - now, function expireRestoredSession () {
+        that._wipeSession(ref)
+        that.emit('sessionExpired', ref)
+      })
+    }
   }
 
   // MQTT 5.0: clamp a client-requested Session Expiry Interval (seconds) to the
@@ -406,6 +474,7 @@ export class Aedes extends EventEmitter {
       this.emit('sessionLimitReached', client, { reason: 'sessionExpiry', limit: this.pendingSessionsLimit })
       return
     }
+    this._recordClose(client)
     if (interval >= SESSION_NEVER_EXPIRES) {
       // 0xFFFFFFFF: retained until explicitly taken over. Track it (no timer)
       // so it still occupies a slot against the pending-sessions cap; the no-op
@@ -427,15 +496,43 @@ export class Aedes extends EventEmitter {
     this._clearIdTimer(this.expiringSessions, clientId)
   }
 
+  // The close time of a session that outlives its connection, for
+  // restoreSessions (see _recordSession). The interval is the one in force at
+  // close: a DISCONNECT may have changed it.
+  _recordClose (client) {
+    const persistence = this.persistence
+    if (typeof persistence.putSessionExpiry !== 'function') return
+    persistence.putSessionExpiry(client.id, { interval: client.sessionExpiryInterval, disconnectedAt: Date.now() })
+      .then(noop, (err) => this.emit('error', err))
+  }
+
   // Remove all persisted state belonging to an expired/ended session. Surface
   // persistence failures on the broker 'error' event rather than swallowing
   // them, so a backend that fails to wipe a session is observable.
+  // `client` is the Client, or { id } for a session a previous run left
+  // (restoreSessions): the store is reached directly.
   _wipeSession (client) {
     const that = this
+    const persistence = this.persistence
     const onErr = (err) => that.emit('error', err)
-    this.persistence.cleanSubscriptions(client).then(noop, onErr)
-    this.persistence.delWill({ id: client.id, brokerId: this.id }).then(noop, onErr)
-    client.emptyOutgoingQueue(noop)
+    const ref = { id: client.id }
+    persistence.cleanSubscriptions(client).then(noop, onErr)
+    persistence.delWill({ id: client.id, brokerId: this.id }).then(noop, onErr)
+    // the outgoing queue, as Client#emptyOutgoingQueue does
+    pipeline(
+      persistence.outgoingStream(ref),
+      through(function clearQueued (packet, enc, next) {
+        persistence.outgoingClearMessageId(ref, packet).then(() => next(), next)
+      }),
+      (err) => { if (err) onErr(err) })
+    // [MQTT-3.1.2-6] inbound QoS 2 state is session state too (a clean
+    // client's close has wiped it already)
+    if (client.clean !== true && typeof persistence.cleanIncoming === 'function') {
+      persistence.cleanIncoming(ref).then(noop, onErr)
+    }
+    if (typeof persistence.delSessionExpiry === 'function') {
+      persistence.delSessionExpiry(client.id).then(noop, onErr)
+    }
     this.shared.forgetClient(client.id)
   }
 
@@ -498,7 +595,9 @@ export class Aedes extends EventEmitter {
   }
 
   // Authorize and publish a client's will, then remove it from persistence.
-  publishWill (client, will) {
+  // `client` is null for a will a previous run left (restoreSessions, as in
+  // _clearWills), named by `clientId`.
+  publishWill (client, will, clientId = client.id) {
     const that = this
     // MQTT 5.0 §3.1.3.2: the Will Properties but Will Delay Interval go out
     // with the Will Message; willDelayInterval is no PUBLISH property
@@ -509,7 +608,7 @@ export class Aedes extends EventEmitter {
       that.publish(packet, client, cleanup)
     })
     function cleanup () {
-      that.persistence.delWill({ id: client.id, brokerId: that.id })
+      that.persistence.delWill({ id: clientId, brokerId: that.id })
         .then(noop, (err) => that.emit('error', err))
     }
   }
