@@ -32,6 +32,9 @@ export function willPublishPacket (will) {
     retain: will.retain || false,
     dup: false
   }
+  // the will of a dead broker's client is published with no client: its
+  // stored clientId is how a `published` listener tells whose will it is
+  if (will.clientId !== undefined) packet.clientId = will.clientId
   const props = will.properties
   if (props) {
     let properties
