@@ -7,6 +7,7 @@
 import { describe, expect, onTestFinished, test } from 'vitest'
 import type { Config } from '../../src/config.js'
 import { openPersistence, wrapPersistence, type Persistence } from '../../src/broker/persistence.js'
+import type { QueuedPacket } from '../../src/broker/persistence/store.js'
 
 export interface StoreKind {
   name: string
@@ -183,6 +184,72 @@ export function persistenceContract (kind: StoreKind): void {
           expect(await payloads(p.outgoingStream(CLIENT))).toEqual(['kept'])
         })
       }
+
+      // level-store.ts (aedes-persistence-level copies queued packets with aedes-packet 3)
+      test('a queued message keeps its MQTT 5 properties and expiry, read back with no absent property', async () => {
+        const config = kind.config()
+        let opened = await open(config)
+        const properties = { userProperties: { a: '1', b: ['x', 'y'] }, contentType: 'text/plain', responseTopic: 'r/t', correlationData: Buffer.from([0, 255]), payloadFormatIndicator: true, messageExpiryInterval: 60, topicAlias: undefined }
+        const messageExpiry = Date.now() + 60_000
+        await opened.p.outgoingEnqueueCombi([{ clientId: 'c1' }, { clientId: 'c2' }], { ...message('v5/q', 'one'), properties, messageExpiry })
+        await opened.p.outgoingEnqueue({ clientId: 'c1' }, { ...message('v5/q', 'two'), properties, messageExpiry })
+        if (kind.durable) {
+          await opened.close()
+          opened = await open(config)
+        }
+        const { topicAlias: _, ...kept } = properties
+        for (const id of ['c1', 'c2']) {
+          const queued = await all<{ properties: object, messageExpiry: number }>(opened.p.outgoingStream({ id }))
+          expect(queued.length).toBe(id === 'c1' ? 2 : 1)
+          for (const q of queued) {
+            expect(q.properties).toEqual(kept)
+            expect(q.messageExpiry).toBe(messageExpiry)
+          }
+        }
+      })
+
+      // level-store.ts: what Aedes's wipe of an expired session does (Client#emptyOutgoingQueue)
+      test('an entry never delivered (no message id) is cleared by the packet read from the queue', async () => {
+        const { p } = await open()
+        for (const i of [1, 2, 3]) await p.outgoingEnqueueCombi([{ clientId: 'c1' }], message('wipe/t', `m${i}`))
+        const [first] = await all<object>(p.outgoingStream(CLIENT))
+        await p.outgoingUpdate(CLIENT, { ...first, messageId: 4 })
+        for (const packet of await all<QueuedPacket>(p.outgoingStream(CLIENT))) {
+          expect(await p.outgoingClearMessageId(CLIENT, packet)).toBeDefined()
+        }
+        expect(await payloads(p.outgoingStream(CLIENT))).toEqual([])
+      })
+    })
+
+    // level-store.ts; vendor/aedes/aedes.js restoreSessions
+    describe('MQTT 5 session expiry records', () => {
+      if (!kind.durable) {
+        test('a store that does not survive a restart has none (Aedes then records nothing)', async () => {
+          const { p } = await open()
+          expect([p.putSessionExpiry, p.delSessionExpiry, p.streamSessionExpiry]).toEqual([undefined, undefined, undefined])
+        })
+        return
+      }
+      test('put, replaced, deleted, and read back in the next run', async () => {
+        const config = kind.config()
+        const first = await open(config)
+        await first.p.putSessionExpiry!('c1', { interval: 60 })
+        await first.p.putSessionExpiry!('c1', { interval: 30, disconnectedAt: 1234 })
+        await first.p.putSessionExpiry!('c:2/ü', { interval: 5 })
+        await first.p.putSessionExpiry!('c3', { interval: 7 })
+        await first.p.delSessionExpiry!('c3')
+        await first.p.delSessionExpiry!('never-recorded')
+        await first.close()
+        const { p } = await open(config)
+        const records = await all<{ clientId: string }>(p.streamSessionExpiry!())
+        expect(records.sort((a, b) => a.clientId < b.clientId ? -1 : 1)).toEqual([
+          { clientId: 'c1', interval: 30, disconnectedAt: 1234 },
+          { clientId: 'c:2/ü', interval: 5 }
+        ])
+        // known from the store: deleted in this run too
+        await p.delSessionExpiry!('c1')
+        expect((await all<{ clientId: string }>(p.streamSessionExpiry!())).map(r => r.clientId)).toEqual(['c:2/ü'])
+      })
     })
 
     // layer: queue-cap.ts
@@ -281,6 +348,12 @@ export function persistenceContract (kind: StoreKind): void {
       await p.outgoingEnqueueCombi([{ clientId: 'c1' }], m)
       await deliverAndAck(p, m, 5)
       expect(await payloads(p.outgoingStream(CLIENT))).toEqual([])
+      // MQTT 5, Clean Start 0 with Session Expiry 0: clean, but its stored queue is delivered and acknowledged
+      const resumed = { id: 'c-resumed', clean: true, _cleanStart: false }
+      await p.outgoingEnqueueCombi([{ clientId: resumed.id }], m)
+      await p.outgoingUpdate(resumed, { ...m, messageId: 6 })
+      await p.outgoingClearMessageId(resumed, { cmd: 'puback', messageId: 6 })
+      expect(await payloads(p.outgoingStream(resumed))).toEqual([])
     })
 
     describe('subscriptions', () => {

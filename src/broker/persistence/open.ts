@@ -1,13 +1,15 @@
 /*
- * Opens the configured store, bare: memory (aedes-persistence) or LevelDB
- * (aedes-persistence-level). What Switchyard adds on top is in the layers
- * beside this file, stacked by wrapPersistence (../persistence.ts).
+ * Opens the configured store: memory (aedes-persistence) or LevelDB
+ * (aedes-persistence-level, completed for MQTT 5 sessions by level-store.ts).
+ * What Switchyard adds on top is in the layers beside this file, stacked by
+ * wrapPersistence (../persistence.ts).
  */
 import { mkdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { Level } from 'level'
 import type { Config } from '../../config.js'
 import { SwitchyardError } from '../../errors.js'
+import { completeLevelStore } from './level-store.js'
 import type { AedesPersistence } from './store.js'
 
 const require = createRequire(import.meta.url)
@@ -48,7 +50,8 @@ export async function openPersistence (config: Config['persistence']): Promise<O
   // (sys-retained.ts keeps them in memory).
   await db.clear({ gte: 'retained:$SYS/', lt: 'retained:$SYS0' })
   return {
-    store: new LevelPersistence(db),
+    // with what it lacks for MQTT 5 sessions (level-store.ts)
+    store: completeLevelStore(new LevelPersistence(db), db),
     probe: async () => {
       await db.put('~switchyard-health', probeValue)
       await db.del('~switchyard-health')

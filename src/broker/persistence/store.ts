@@ -10,6 +10,12 @@ export interface RetainedPacket { topic: string, payload: Buffer }
 export interface ClientRef { id: string }
 export interface Sub { clientId: string }
 export interface QueuedPacket { messageId?: number, brokerId?: string, cmd?: string }
+/**
+ * An MQTT 5 session's expiry, kept for the next run (vendor/aedes/aedes.js,
+ * restoreSessions): its Session Expiry Interval in seconds and, once its
+ * connection closed, when (ms since the epoch).
+ */
+export interface SessionExpiryRecord { interval: number, disconnectedAt?: number }
 
 export interface AedesPersistence {
   /** Aedes rejects a store whose setup() is not an AsyncFunction. */
@@ -39,6 +45,15 @@ export interface AedesPersistence {
   streamWill(brokers?: unknown): Readable
   getClientList(topic: string): Readable
   destroy(): Promise<unknown>
+  /**
+   * Optional, feature-detected by Aedes (vendor/aedes/aedes.js): MQTT 5
+   * session expiry and will delay across a restart. Only a durable store
+   * has them (level-store.ts).
+   */
+  putSessionExpiry?(clientId: string, record: SessionExpiryRecord): Promise<unknown>
+  delSessionExpiry?(clientId: string): Promise<unknown>
+  /** Each record with its client id. */
+  streamSessionExpiry?(): Readable
 }
 
 /**
@@ -76,5 +91,8 @@ export function forward (store: AedesPersistence): AedesPersistence {
     destroy: () => s.destroy()
   }
   if (typeof s.cleanIncoming === 'function') forwarded.cleanIncoming = client => s.cleanIncoming!(client)
+  if (typeof s.putSessionExpiry === 'function') forwarded.putSessionExpiry = (clientId, record) => s.putSessionExpiry!(clientId, record)
+  if (typeof s.delSessionExpiry === 'function') forwarded.delSessionExpiry = clientId => s.delSessionExpiry!(clientId)
+  if (typeof s.streamSessionExpiry === 'function') forwarded.streamSessionExpiry = () => s.streamSessionExpiry!()
   return forwarded
 }
