@@ -22,6 +22,7 @@ interface ParsedPacket {
   length: number
   cmd?: string
   topic?: string
+  properties?: { topicAlias?: number }
   will?: { topic: string }
   subscriptions?: Array<{ topic: string }>
   unsubscriptions?: string[]
@@ -102,7 +103,8 @@ export function guardTopics (clientParser: object, onInvalid: (problem: string) 
 function packetTopicProblem (packet: ParsedPacket): string | undefined {
   switch (packet.cmd) {
     case 'publish':
-      if (packet.topic === '' || hasWildcard(packet.topic!)) return `topic ${JSON.stringify(packet.topic)} must be non-empty, without + or # [MQTT-3.3.2-2] [MQTT-4.7.3-1]`
+      // MQTT 5: an empty topic with a Topic Alias names the alias's topic (MQTT 5 section 3.3.2.3.4; Aedes resolves it)
+      if ((packet.topic === '' && packet.properties?.topicAlias === undefined) || hasWildcard(packet.topic!)) return `topic ${JSON.stringify(packet.topic)} must be non-empty, without + or # [MQTT-3.3.2-2] [MQTT-4.7.3-1]`
       return undefined
     case 'connect':
       if (packet.will && (packet.will.topic === '' || hasWildcard(packet.will.topic))) return `will topic ${JSON.stringify(packet.will.topic)} must be non-empty, without + or # [MQTT-3.1.4-1]`

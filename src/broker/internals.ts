@@ -9,11 +9,20 @@
 import type { Duplex } from 'node:stream'
 import type { Aedes, AedesPublishPacket, Client } from '../../vendor/aedes/aedes.js'
 import { createRequire } from 'node:module'
-import { topicMatches } from '../topics.js'
+import { subscribedFilter, topicMatches } from '../topics.js'
 
 type Callback = (err?: Error | null) => void
 type Deliver = (packet: DeliveryPacket, cb: () => void) => void
-interface DeliveryPacket { topic: string, qos: 0 | 1 | 2, brokerId?: string | null, brokerCounter?: number }
+interface DeliveryPacket {
+  topic: string
+  qos: 0 | 1 | 2
+  brokerId?: string | null
+  brokerCounter?: number
+  /** The publishing client's id (emitPacket), and the No Local option of the subscription whose copy this is. */
+  clientId?: string
+  nl?: boolean
+  properties?: { subscriptionIdentifier?: number | number[], [name: string]: unknown }
+}
 /** What an Aedes Client has and its types leave out (lib/client.js). */
 interface ClientPrivates {
   broker: Aedes
@@ -21,7 +30,10 @@ interface ClientPrivates {
   deliver0: Deliver
   deliverQoS: Deliver
   duplicates: Record<string, number>
-  subscriptions: Record<string, { qos: number }>
+  /** handlers/subscribe.js's Subscription: granted QoS, No Local, Retain As Published, Subscription Identifier. */
+  subscriptions: Record<string, { qos: number, nl?: boolean, rap?: boolean, si?: number }>
+  id: string | null
+  version: number | null
   connackSent: boolean
   _disconnected: boolean
   _nextBatch(): void
@@ -112,19 +124,27 @@ export function ackAfterStore (broker: Aedes): (client: Client) => void {
   }
 }
 
-interface HeldAck { queue: AckQueue, messageId: number, stored: boolean }
-/** A connection's PUBACKs held back, in PUBLISH order; the first `tied` are tied to their message's publish. */
+/** `bytes`: a refusal (MQTT 5 PUBACK with a reason code), written as it is, in its turn. */
+interface HeldAck { queue: AckQueue, messageId: number, stored: boolean, bytes?: Buffer }
+/** A connection's PUBACKs held back, in PUBLISH order; the first `tied` are tied to their message's publish (or refusals). */
 interface AckQueue { client: Client, conn: Duplex, held: HeldAck[], tied: number, failed: boolean }
 
 function tiePuback (queue: AckQueue, messageId: number | undefined): HeldAck | undefined {
   const { held } = queue
   for (let i = queue.tied; i < held.length; i++) {
-    if (held[i]!.messageId !== messageId) continue
+    if (held[i]!.messageId !== messageId || held[i]!.bytes !== undefined) continue
     // Always i === queue.tied: Aedes publishes in the order of the PUBACK writes' callbacks (setImmediate).
     if (i !== queue.tied) held.splice(queue.tied, 0, held.splice(i, 1)[0]!)
-    return held[queue.tied++]
+    const tied = held[queue.tied++]
+    skipRefused(queue)
+    return tied
   }
   return undefined
+}
+
+/** A refusal needs no tie: counted with the tied ones once it is next, so a later PUBLISH's PUBACK never moves before it. */
+function skipRefused (queue: AckQueue): void {
+  while (queue.tied < queue.held.length && queue.held[queue.tied]!.bytes !== undefined) queue.tied++
 }
 
 function releasePubacks (queue: AckQueue): void {
@@ -138,8 +158,16 @@ function releasePubacks (queue: AckQueue): void {
   // The bytes writeToStream writes for Aedes's PUBACK (lib/write.js passes
   // no opts: MQTT 3.1.1, 0x40, remaining length 2, the id), in one buffer
   // for all that are ready.
-  const bytes = open ? Buffer.allocUnsafe(4 * n) : undefined
-  for (let i = 0; i < n; i++) bytes?.writeUInt32BE(0x40020000 | (held[i]!.messageId & 0xffff), 4 * i)
+  let bytes: Buffer | undefined
+  if (open) {
+    const refused = held.slice(0, n).filter(h => h.bytes !== undefined)
+    bytes = Buffer.allocUnsafe(4 * (n - refused.length) + refused.reduce((sum, h) => sum + h.bytes!.length, 0))
+    for (let i = 0, at = 0; i < n; i++) {
+      const h = held[i]!
+      if (h.bytes !== undefined) at += h.bytes.copy(bytes, at)
+      else at = bytes.writeUInt32BE(0x40020000 | (h.messageId & 0xffff), at)
+    }
+  }
   held.splice(0, n)
   queue.tied -= n
   if (bytes !== undefined) conn.write(bytes)
@@ -148,7 +176,7 @@ function releasePubacks (queue: AckQueue): void {
 type WriteToStream = (packet: object, stream: object, opts?: object) => boolean
 const HOLDING = Symbol.for('switchyard.holdPubacks')
 /** mqtt-packet's exports: writeToStream carries its one setting, an accessor. */
-interface MqttPacketExports { writeToStream: WriteToStream & { cacheNumbers: boolean }, [HOLDING]?: WeakMap<object, AckQueue> }
+interface MqttPacketExports { writeToStream: WriteToStream & { cacheNumbers: boolean }, generate: (packet: object, opts?: object) => Buffer, [HOLDING]?: WeakMap<object, AckQueue> }
 
 /**
  * Aedes's lib/write.js calls mqtt.writeToStream, looked up at each call on
@@ -173,7 +201,20 @@ function pubackQueues (): WeakMap<object, AckQueue> {
     if ((packet as { cmd?: string }).cmd === 'puback') {
       const queue = queues.get(stream)
       if (queue !== undefined) {
-        if (!queue.failed) queue.held.push({ queue, messageId: (packet as { messageId: number }).messageId, stored: false })
+        const { messageId, reasonCode } = packet as { messageId: number, reasonCode?: number }
+        if (reasonCode !== undefined && reasonCode >= 0x80) {
+          // MQTT 5: a refused PUBLISH (e.g. 0x87, not authorized) is never
+          // published, so nothing ties it: it is ready now, and goes out in
+          // its turn, after the PUBACKs of earlier PUBLISHes [MQTT-4.6.0-2].
+          if (!queue.failed) {
+            const encoded = exports.generate(packet, opts)
+            queue.held.push({ queue, messageId, stored: true, bytes: encoded })
+            skipRefused(queue)
+            releasePubacks(queue)
+          }
+        } else if (!queue.failed) {
+          queue.held.push({ queue, messageId, stored: false })
+        }
         return !queue.conn.writableNeedDrain
       }
     }
@@ -198,6 +239,11 @@ function pubackQueues (): WeakMap<object, AckQueue> {
  *   so a QoS 1 subscriber to dg/# was sent QoS 2.
  * - 5a, aedes #955/#994: see dedupeByHistory.
  * - 5c, [MQTT-3.2.0-1]: see holdUntilConnack.
+ * - MQTT 5 (issue 12): for a v5 client the QoS, every matching
+ *   subscription's identifier, and No Local are settled in one pass over its
+ *   subscriptions: see matchV5. (Receive Maximum, the client's Maximum
+ *   Packet Size and Topic Aliases are kept to in vendor/aedes/lib/outbound.js,
+ *   when the PUBLISH is written.)
  */
 export function patchDeliveries (client: Client, stream: Duplex): void {
   const c = clientPrivates(client)
@@ -207,7 +253,12 @@ export function patchDeliveries (client: Client, stream: Duplex): void {
   const hold = holdUntilConnack(c, stream)
   const route = (entryQoS: 0 | 1 | 2): Deliver => (packet, cb) => {
     // Each subscription's delivery gets its own copy (handlePacketSubscription), so it may be changed.
-    if (packet.qos > 0) packet.qos = Math.min(packet.qos, grantedQoS(c, packet.topic) ?? entryQoS) as 0 | 1 | 2
+    if (c.version === 5) {
+      if (!matchV5(c, packet, entryQoS)) {
+        setImmediate(cb)
+        return
+      }
+    } else if (packet.qos > 0) packet.qos = Math.min(packet.qos, grantedQoS(c, packet.topic) ?? entryQoS) as 0 | 1 | 2
     if (isDuplicate(packet)) {
       setImmediate(cb)
       return
@@ -217,6 +268,53 @@ export function patchDeliveries (client: Client, stream: Duplex): void {
   }
   c.deliver0 = route(0)
   c.deliverQoS = route(2)
+}
+
+/**
+ * For a v5 client, what the one copy of a message it is sent must carry,
+ * from all its subscriptions that match the topic, in one pass:
+ * - the QoS: the lesser of the message's and the highest granted (as
+ *   grantedQoS) [MQTT-3.3.4-2];
+ * - [MQTT-3.3.4-3] [MQTT-3.3.4-4] the Subscription Identifiers of all of
+ *   them: Aedes echoes the one of the subscription whose copy this is
+ *   (handlers/subscribe.js), and dedupeByHistory drops the other copies
+ *   (aedes #1090). Not for a retained message replayed to a new
+ *   subscription: that one is sent for its subscription only;
+ * - No Local [MQTT-3.8.3-3]: a subscription with it does not match the
+ *   client's own messages. Aedes drops a No Local copy of the client's own
+ *   message after this, so when it comes first the copy of an overlapping
+ *   subscription without No Local, a duplicate by then, was lost too: the
+ *   copy goes on as that subscription's, or, if no other subscription
+ *   matches, is dropped here, before dedupeByHistory records it.
+ * False: nothing to send. A shared subscription ($share/<name>/<filter>) is
+ * not matched here: its copy comes only when the group picks this client,
+ * at the QoS and with the identifier handlers/subscribe.js gave it.
+ */
+function matchV5 (c: ClientPrivates, packet: DeliveryPacket, entryQoS: 0 | 1 | 2): boolean {
+  const subscriptions = c.subscriptions
+  const own = packet.clientId === c.id
+  const replay = !packet.brokerId
+  let max = -1
+  let ids: number[] | undefined
+  for (const filter in subscriptions) {
+    const sub = subscriptions[filter]!
+    if (own && sub.nl === true) continue
+    if (!topicMatches(filter, packet.topic)) continue
+    if (sub.qos > max) max = sub.qos
+    if (sub.si !== undefined && !replay) (ids ??= []).push(sub.si)
+  }
+  if (max < 0) {
+    if (own && packet.nl === true) return false
+    max = entryQoS // none matches: an unsubscribe raced the delivery, or a shared subscription's copy
+  } else if (own) packet.nl = false
+  if (packet.qos > max) packet.qos = max as 0 | 1 | 2
+  if (ids !== undefined) {
+    const value = ids.length === 1 ? ids[0]! : ids
+    const current = packet.properties?.subscriptionIdentifier
+    // the properties object may be shared with other copies: replaced, never changed
+    if (current !== value) packet.properties = { ...packet.properties, subscriptionIdentifier: value }
+  }
+  return true
 }
 
 /**
@@ -398,11 +496,40 @@ export function replaceEmitterQueues (broker: Aedes, makeQueue: () => { push(ite
 /**
  * Writes a CONNACK with `returnCode` on the client's connection, before
  * Aedes answers: from preConnect, where Aedes 1.2 can only close without a
- * CONNACK. Fixed header 0x20, remaining length 2, session present 0.
- * `then` runs once it is flushed, so the close that follows does not lose it.
+ * CONNACK. Fixed header 0x20, remaining length 2, session present 0; for
+ * `protocolVersion` 5, `returnCode` is a reason code and an empty property
+ * list follows (remaining length 3) [MQTT-3.2.2]. `then` runs once it is
+ * flushed, so the close that follows does not lose it.
  */
-export function writeConnack (client: Client, returnCode: number, then: () => void): void {
-  clientPrivates(client).conn.write(Buffer.from([0x20, 0x02, 0x00, returnCode]), () => then())
+export function writeConnack (client: Client, returnCode: number, then: () => void, protocolVersion = 4): void {
+  const bytes = protocolVersion === 5 ? [0x20, 0x03, 0x00, returnCode, 0x00] : [0x20, 0x02, 0x00, returnCode]
+  clientPrivates(client).conn.write(Buffer.from(bytes), () => then())
+}
+
+/**
+ * MQTT 5 Server Keep Alive for a connecting v5 client, from preConnect:
+ * connect.js init() reads client._serverKeepAlive (setKeepAlive arms the
+ * timer with it, doConnack advertises it) and sets it itself only under
+ * Aedes's keepaliveLimit option, which also refuses every 3.1.1 CONNECT
+ * with keepalive 0 (return code 6, which 3.1.1 does not define), so that
+ * option stays unset.
+ */
+export function setServerKeepAlive (client: Client, seconds: number): void {
+  (clientPrivates(client) as ClientPrivates & { _serverKeepAlive?: number })._serverKeepAlive = seconds
+}
+
+/**
+ * Whether one of the client's subscriptions matching `topic` has Retain As
+ * Published (MQTT 5 subscription option, client.subscriptions[filter].rap,
+ * set by handlers/subscribe.js and restored with a persistent session).
+ */
+export function retainAsPublished (client: Client, topic: string): boolean {
+  const subscriptions = clientPrivates(client).subscriptions as Record<string, { qos: number, rap?: boolean }>
+  for (const filter in subscriptions) {
+    // a shared subscription's key is $share/<name>/<filter>
+    if (subscriptions[filter]!.rap === true && topicMatches(subscribedFilter(filter), topic)) return true
+  }
+  return false
 }
 
 const MARK = Symbol('switchyard.mark')
