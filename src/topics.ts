@@ -130,3 +130,16 @@ export function filterCovers (outer: string, inner: string): boolean {
   }
   return o.length === n.length
 }
+
+const SHARE_PREFIX = '$share/'
+
+/**
+ * The filter a subscription reads from: for a shared subscription
+ * `$share/<name>/<filter>` [MQTT-4.8.2], `<filter>`; any other filter as it
+ * is. For the ACL, which grants on topics, not on share groups.
+ */
+export function subscribedFilter (filter: string): string {
+  if (!filter.startsWith(SHARE_PREFIX)) return filter
+  const slash = filter.indexOf('/', SHARE_PREFIX.length)
+  return slash === -1 ? filter : filter.slice(slash + 1)
+}
