@@ -46,6 +46,18 @@ const sections = {
     // bytes of UTF-8; 0: unlimited (65,535, the protocol's own bound)
     maxClientIdLength: z.number().int().min(0).max(65535).default(256)
   }).prefault({}),
+  // MQTT 5 (docs/configuration.md#mqtt): what the broker grants v5 clients, advertised in CONNACK.
+  mqtt: z.strictObject({
+    // seconds; 0: no cap (a client may ask for 0xFFFFFFFF, never). Caps what a v5 client asks for.
+    maxSessionExpiryInterval: z.number().int().min(0).max(0xFFFFFFFF).default(0),
+    // 0: the broker accepts no topic aliases from clients
+    topicAliasMaximum: z.number().int().min(0).max(65535).default(10),
+    // unacknowledged QoS 1/2 PUBLISHes a v5 client may have in flight towards the broker
+    receiveMaximum: z.number().int().min(1).max(65535).default(1000),
+    // seconds; a v5 client asking for more, or for 0, is told this (Server Keep Alive). 0: none imposed. v5 only.
+    maxKeepalive: z.number().int().min(0).max(65535).default(65535),
+    sharedSubscriptions: z.boolean().default(true)
+  }).prefault({}),
   log: z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
   }).prefault({}),
@@ -71,6 +83,9 @@ const sections = {
 }
 
 const schema = z.strictObject(sections)
+
+/** The "mqtt" section's defaults, for a broker core created without a config (tests). */
+export const MQTT_DEFAULTS: Readonly<z.output<typeof sections.mqtt>> = Object.freeze(sections.mqtt.parse({}))
 
 type TlsFiles = { cert: string, key: string, generated: boolean }
 

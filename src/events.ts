@@ -15,10 +15,18 @@ export interface ClientEvent {
 }
 
 export interface BrokerEvents {
-  /** A client was authenticated and registered (its CONNACK follows). */
-  clientConnect: (client: ClientEvent & { readonly clean: boolean }) => void
-  /** A client's connection ended. `reason`: 'DISCONNECT', 'keepalive timeout', 'connection closed' or the error. */
-  clientDisconnect: (client: ClientEvent & { readonly reason: string }) => void
+  /**
+   * A client was authenticated and registered (its CONNACK follows).
+   * `protocolVersion`: 3 (MQTT 3.1), 4 (3.1.1) or 5.
+   */
+  clientConnect: (client: ClientEvent & { readonly clean: boolean, readonly protocolVersion: 3 | 4 | 5 }) => void
+  /**
+   * A client's connection ended. `reason`: 'DISCONNECT', 'keepalive timeout',
+   * 'connection closed' or the error. `reasonCode`, MQTT 5 only, when a
+   * DISCONNECT carried one (the client's, or the broker's): its name, e.g.
+   * 'NORMAL_DISCONNECTION (0x00)', 'SESSION_TAKEN_OVER (0x8E)'.
+   */
+  clientDisconnect: (client: ClientEvent & { readonly reason: string, readonly protocolVersion: 3 | 4 | 5, readonly reasonCode?: string }) => void
   /** A SUBSCRIBE was answered; only the subscriptions granted (denied ones are in stats().deniedSubscriptions). */
   subscribe: (client: ClientEvent, subscriptions: ReadonlyArray<{ readonly filter: string, readonly qos: QoS }>) => void
   /** An UNSUBSCRIBE, or the end of a clean session's subscriptions when its client disconnects. */

@@ -163,7 +163,7 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
         }
       }
     })
-    core = await createBrokerCore({ limits: cfg.limits, persistence: wrapped.persistence, counters, auth, logger, bus, events, hooks: options.hooks })
+    core = await createBrokerCore({ limits: cfg.limits, mqtt: cfg.mqtt, persistence: wrapped.persistence, counters, auth, logger, bus, events, hooks: options.hooks })
   } catch (err) {
     // Release the store (and LevelDB's lock), so that a retry in this process can open it.
     await opened.store.destroy().catch(() => {})
@@ -270,6 +270,7 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
     on: (event, listener) => events.on(event, listener),
     stats: () => ({
       ...core.counters,
+      connectedByProtocol: { ...core.counters.connectedByProtocol },
       connectedClients: core.connectedClients,
       openConnections: gate.open,
       refusedConnections: gate.refused,

@@ -7,6 +7,7 @@
  * guards, so that an Aedes upgrade stays local.
  */
 import { randomUUID } from 'node:crypto'
+import type { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
 import { Aedes, type AedesPublishPacket } from '../../vendor/aedes/aedes.js'
 import { SwitchyardError } from '../errors.js'
@@ -15,12 +16,13 @@ import { Fifo } from './fifo.js'
 import { createCounters } from './counters.js'
 import type { BrokerCore, BrokerCoreOptions } from './core.js'
 import { boundStalledDeliveries, DRAIN_TIMEOUT_MS } from './stall.js'
-import { ackAfterStore, clientById, clientParser, connectedClients, emitterBacklog, patchDeliveries, pauseInput, readNextBatch, replaceEmitterQueues, subscriptionCount, subscriptionFilters, writeConnack } from './internals.js'
+import { ackAfterStore, clientById, clientParser, connectedClients, emitterBacklog, patchDeliveries, pauseInput, readNextBatch, replaceEmitterQueues, setServerKeepAlive, subscriptionCount, subscriptionFilters, writeConnack } from './internals.js'
 import { ClientRegistry } from './registry.js'
 import { createAuthHooks, SYS_PREFIX } from './auth-hooks.js'
 import { createPublishedHook, markOrigin } from './tap.js'
-import { ConnackCode } from './reason-codes.js'
-import { watchClients } from './client-events.js'
+import { ConnackCode, connackRefusal } from './reason-codes.js'
+import { protocolLevel, watchClients } from './client-events.js'
+import { MQTT_DEFAULTS } from '../config.js'
 
 export type { Counters } from './counters.js'
 export type { BrokerCore, BrokerCoreOptions, ClientInfo } from './core.js'
@@ -29,6 +31,7 @@ const DRAIN_WAIT_MS = 2000
 
 export async function createBrokerCore (options: BrokerCoreOptions): Promise<BrokerCore> {
   const { limits, persistence, logger, auth, bus, events, hooks } = options
+  const mqtt = options.mqtt ?? MQTT_DEFAULTS
   // Shared with the persistence layers (queue drops), when server.ts passes them.
   const counters = options.counters ?? createCounters()
   const held = new WeakSet<Duplex>()
@@ -41,27 +44,58 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
   const brokerId = randomUUID()
   const internalSys = SYS_PREFIX + brokerId + '/'
   const authHooks = createAuthHooks({ auth, registry, counters, logger, hooks, internalSys })
+  // A v5 client within the Receive Maximum must never trip Aedes's own bound
+  // on unacknowledged inbound QoS 2 (maxInflightInbound, 1000 by default,
+  // for 3.1.1 clients too), which closes the connection. (The option is
+  // missing from vendor/aedes's types, hence not in the literal below.)
+  const inflightBound = { maxInflightInbound: Math.max(1000, mqtt.receiveMaximum) }
   const aedes = await Aedes.createBroker({
     id: brokerId,
     persistence,
     drainTimeout: DRAIN_TIMEOUT_MS,
+    // MQTT 5 Receive Maximum: per client, QoS 1/2 deliveries in flight or
+    // waiting for a slot beyond limits.maxQueuedMessages are dropped (deliveryDropped below)
+    outboundQueueLimit: limits.maxQueuedMessages,
+    // MQTT 5, advertised in CONNACK (config "mqtt", docs/configuration.md#mqtt).
+    // Aedes would answer an oversized packet from a v5 client with DISCONNECT
+    // 0x95, but guardPacketSize (connection.ts) checks every client's first,
+    // and closes the connection without it.
+    maximumPacketSize: limits.maxPacketSize,
+    topicAliasMaximum: mqtt.topicAliasMaximum,
+    receiveMaximum: mqtt.receiveMaximum,
+    ...inflightBound,
+    sessionExpiryIntervalLimit: mqtt.maxSessionExpiryInterval,
+    sharedSubscriptions: mqtt.sharedSubscriptions,
+    // Not keepaliveLimit: Aedes would refuse every 3.1.1 CONNECT with
+    // keepalive 0 (return code 6, which 3.1.1 does not define). preConnect
+    // imposes mqtt.maxKeepalive on v5 clients only, as Server Keep Alive.
     // Reject with an Error, never callback(null, false): Aedes 1.2 leaves
     // the socket open forever on the latter (docs/aedes-gaps.md#preconnect-rejection).
     preConnect (client, packet, callback) {
       counters.connects++
-      // [MQTT-3.1.3-8] a zero-length client id requires a clean session;
-      // Aedes 1.2 accepts it anyway, so answer CONNACK 0x02 ourselves.
-      if (packet.clientId === '' && packet.clean === false) {
+      const version = packet.protocolVersion ?? 4
+      // [MQTT-3.1.3-8] in MQTT 3.1.1 a zero-length client id requires a
+      // clean session; Aedes 1.2 accepted it anyway, so answer CONNACK 0x02
+      // ourselves. MQTT 5 allows it with Clean Start 0 too: Aedes assigns an
+      // id [MQTT-3.1.3-6].
+      if (version < 5 && packet.clientId === '' && packet.clean === false) {
         // close only after the CONNACK has been flushed
         writeConnack(client, ConnackCode.IDENTIFIER_REJECTED, () => callback(new Error('zero-length client id with clean session 0 [MQTT-3.1.3-8]'), false))
         return
       }
-      // [MQTT-3.1.3-9] the server may reject a client id: limits.maxClientIdLength
+      // [MQTT-3.1.3-9] the server may reject a client id: limits.maxClientIdLength.
+      // v5: CONNACK 0x85, client identifier not valid [MQTT-3.1.3-8 in MQTT 5].
       const idBytes = Buffer.byteLength(packet.clientId)
       if (limits.maxClientIdLength > 0 && idBytes > limits.maxClientIdLength) {
-        logger.info({ clientId: packet.clientId.slice(0, 64), bytes: idBytes, maxClientIdLength: limits.maxClientIdLength }, 'client id too long (limits.maxClientIdLength); CONNACK 0x02')
-        writeConnack(client, ConnackCode.IDENTIFIER_REJECTED, () => callback(new Error(`client id of ${idBytes} bytes exceeds limits.maxClientIdLength`), false))
+        const refusal = connackRefusal(ConnackCode.IDENTIFIER_REJECTED, version)
+        logger.info({ clientId: packet.clientId.slice(0, 64), bytes: idBytes, maxClientIdLength: limits.maxClientIdLength, connack: refusal.name }, 'client id too long (limits.maxClientIdLength); refused')
+        writeConnack(client, refusal.code, () => callback(new Error(`client id of ${idBytes} bytes exceeds limits.maxClientIdLength`), false), version)
         return
+      }
+      // MQTT 5 Server Keep Alive [MQTT-3.2.2-21]: a v5 client asking for no
+      // keepalive, or a longer one, is told to use mqtt.maxKeepalive.
+      if (version === 5 && mqtt.maxKeepalive > 0 && (!packet.keepalive || packet.keepalive > mqtt.maxKeepalive)) {
+        setServerKeepAlive(client, mqtt.maxKeepalive)
       }
       callback(null, true)
     },
@@ -76,6 +110,12 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
   // QoS 1: PUBACK only once the message is stored (internals.ts, issue 9 finding 1).
   const holdPubacks = ackAfterStore(aedes)
   watchClients(aedes, { registry, counters, logger, events })
+  // MQTT 5 deliveries not sent to a client (vendor/aedes/lib/outbound.js): too
+  // many waiting for its Receive Maximum, or over its Maximum Packet Size.
+  aedes.on('deliveryDropped', (client, _packet, reason) => {
+    if (reason === 'queue-full') counters.queueDropped++
+    logger.debug({ clientId: client.id, reason }, 'delivery dropped for this client')
+  })
 
   let closing: Promise<void> | undefined
 
@@ -93,6 +133,7 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
           remote: meta.remote,
           connectedAt: (meta.connectedAt ?? new Date()).toISOString(),
           clean: client.clean,
+          protocolVersion: protocolLevel(client.version),
           subscriptions: subscriptionFilters(client)
         }
       })
@@ -129,7 +170,12 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
       boundStalledDeliveries(client, stream, counters)
       // outside boundStalledDeliveries: what waits for CONNACK is not stalled
       patchDeliveries(client, stream)
-      registry.add(client, remote, identity)
+      const meta = registry.add(client, remote, identity)
+      // The reason code of the client's DISCONNECT (MQTT 5), which Aedes does
+      // not keep, for the disconnect log and event (client-events.ts).
+      ;(clientParser(client) as EventEmitter).on('packet', (packet: { cmd: string, reasonCode?: number }) => {
+        if (packet.cmd === 'disconnect') meta.disconnectPacketReason = packet.reasonCode ?? 0
+      })
       guardTopics(clientParser(client), problem => {
         counters.invalidTopics++
         logger.debug({ clientId: client.id ?? undefined, remote, problem }, 'forbidden topic or malformed string; connection closed')
@@ -149,7 +195,9 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
         payload: message.payload,
         qos: message.qos,
         retain: message.retain,
-        dup: false
+        dup: false,
+        // MQTT 5 properties (checked by the caller): a copy, as Aedes's packets share theirs
+        ...(message.properties === undefined ? {} : { properties: { ...message.properties } })
       } as AedesPublishPacket
       markOrigin(packet, message.origin)
       return new Promise((resolve, reject) => {

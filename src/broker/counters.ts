@@ -1,6 +1,7 @@
 /*
  * The broker's counters: what stats() and $SYS/broker/... report. Plain
- * numbers, bumped in place where each event happens.
+ * numbers, bumped in place where each event happens (and, for the clients
+ * connected by protocol, taken back when it ends).
  */
 
 export interface Counters {
@@ -30,6 +31,8 @@ export interface Counters {
   publishBytesSent: number
   /** The most clients connected at once. */
   maxConnected: number
+  /** Clients connected now, by protocol level: 3 (MQTT 3.1), 4 (3.1.1), 5. */
+  connectedByProtocol: { 3: number, 4: number, 5: number }
   /** Deliveries shed to a client that stopped reading (see stall.ts). */
   slowConsumerDropped: number
 }
@@ -50,6 +53,7 @@ export function createCounters (): Counters {
     publishSent: [0, 0, 0],
     publishBytesSent: 0,
     maxConnected: 0,
+    connectedByProtocol: { 3: 0, 4: 0, 5: 0 },
     slowConsumerDropped: 0
   }
 }

@@ -22,6 +22,8 @@ export interface ClientMeta {
   access: ClientAccess | undefined
   /** Why the connection ended, when not by DISCONNECT: the first error, or a keepalive timeout. */
   disconnectReason: string | undefined
+  /** The reason code of the DISCONNECT the client sent (0 in MQTT 3.1.1, which has none); Aedes does not keep it. */
+  disconnectPacketReason: number | undefined
 }
 
 export class ClientRegistry {
@@ -34,7 +36,7 @@ export class ClientRegistry {
 
   /** A new connection, before Aedes has read its CONNECT. */
   add (client: Client, remote: string, identity?: string): ClientMeta {
-    const meta: ClientMeta = { remote, identity, username: null, connectedAt: undefined, access: undefined, disconnectReason: undefined }
+    const meta: ClientMeta = { remote, identity, username: null, connectedAt: undefined, access: undefined, disconnectReason: undefined, disconnectPacketReason: undefined }
     this.#meta.set(client, meta)
     return meta
   }

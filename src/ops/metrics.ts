@@ -19,6 +19,7 @@ export interface StatsSource {
 }
 
 const QOS = ['0', '1', '2'] as const
+const PROTOCOLS = ['3', '4', '5'] as const
 const RULE_COUNTERS = ['matched', 'outputs', 'dropped', 'failed', 'timeouts', 'memoryErrors', 'loopDropped', 'skipped', 'lostToHostCrash'] as const
 const snake = (s: string) => s.replace(/[A-Z]/g, c => '_' + c.toLowerCase())
 
@@ -63,6 +64,8 @@ export class Metrics {
 
     const c = () => source.counters()
     gauge('switchyard_clients_connected', 'Clients connected now.', [], () => [[{}, source.connectedClients()]])
+    gauge('switchyard_clients_connected_by_protocol', 'Clients connected now, by MQTT protocol level: 3 (MQTT 3.1), 4 (3.1.1), 5.', ['protocol'],
+      () => PROTOCOLS.map(p => [{ protocol: p }, c().connectedByProtocol[Number(p) as 3 | 4 | 5]]))
     gauge('switchyard_connections_open', 'Network connections open now, MQTT or not.', [], () => [[{}, source.sockets().open]])
     counter('switchyard_connections_total', 'Network connections accepted.', [], () => [[{}, source.sockets().accepted]])
     counter('switchyard_connections_refused_total', 'Network connections refused by limits.maxConnections.', [], () => [[{}, source.sockets().refused]])

@@ -70,6 +70,10 @@ export class SysPublisher {
       'clients/total': connected + offline,
       'clients/maximum': c.maxConnected,
       'clients/expired': 0,
+      // not in Mosquitto: connected clients by protocol level, 3 (MQTT 3.1), 4 (3.1.1), 5
+      'clients/protocol/3': c.connectedByProtocol[3],
+      'clients/protocol/4': c.connectedByProtocol[4],
+      'clients/protocol/5': c.connectedByProtocol[5],
       'heap/current size': heap,
       'heap/maximum size': this.#heapMax,
       'messages/received': c.packetsReceived,
