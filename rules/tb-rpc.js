@@ -11,7 +11,8 @@
 //
 // The device's reply carries no request id, so the rule remembers, per
 // device, the requests awaiting a reply: module-level state lives as long
-// as the rule stays loaded.
+// as the rule stays loaded. A reply with MQTT 5 Correlation Data answers a
+// call of mqtt5-rpc.js, which correlates natively, and is left to it.
 export const topics = [
   'devices/+/rpc/request/+',
   'tb/mqtt-integration-tutorial/sensors/+/rx/response'
@@ -24,6 +25,7 @@ const MAX_AWAITING = 100
 export function convert (msg) {
   const levels = msg.topic.split('/')
   if (levels[0] === 'devices') return request(levels[1], levels[4], JSON.parse(msg.payload))
+  if (msg.properties.correlationData !== undefined) return null // mqtt5-rpc.js's
   return response(levels[3], msg.payload)
 }
 

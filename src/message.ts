@@ -2,9 +2,12 @@
  * The one shape of a message inside Switchyard. Every message the broker
  * routes, whatever its origin (a client's PUBLISH, broker.publish(), a rule's
  * output, later a bridge), is a Message when it reaches the bus
- * (broker.subscribe), the rules and the events. MQTT 5 properties will be an
- * optional `properties` field here, not a second type.
+ * (broker.subscribe), the rules and the events. MQTT 5 properties are its
+ * optional `properties` field (src/properties.ts), not a second type.
  */
+import type { MessageProperties, PropertiesInput } from './properties.js'
+
+export type { MessageProperties, PropertiesInput, UserProperties } from './properties.js'
 
 export type QoS = 0 | 1 | 2
 
@@ -42,6 +45,13 @@ export interface Message {
   readonly qos: QoS
   readonly retain: boolean
   readonly origin: Origin
+  /**
+   * The MQTT 5 properties it was published with (user properties, content
+   * type, response topic, correlation data, message expiry, payload format),
+   * absent when it has none: an MQTT 3.1.1 publisher's message, or one
+   * published without them.
+   */
+  readonly properties?: MessageProperties
 }
 
 /** What broker.publish() accepts: a plain object payload is serialized to JSON, as rule outputs are. */
@@ -50,4 +60,6 @@ export interface PublishInput {
   payload: string | Buffer | Uint8Array | Record<string, unknown> | unknown[]
   qos?: QoS
   retain?: boolean
+  /** MQTT 5 properties, checked (ERR_INVALID_PROPERTIES); v5 subscribers receive them, 3.1.1 ones the message without them. */
+  properties?: PropertiesInput
 }

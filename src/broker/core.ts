@@ -20,11 +20,15 @@ export interface ClientInfo {
   remote: string
   connectedAt: string
   clean: boolean
+  /** The MQTT protocol level the client connected with: 3 (MQTT 3.1), 4 (3.1.1) or 5. */
+  protocolVersion: 3 | 4 | 5
   subscriptions: string[]
 }
 
 export interface BrokerCoreOptions {
   limits: Config['limits']
+  /** What v5 clients are granted (config "mqtt"); the schema's defaults when left out. */
+  mqtt?: Config['mqtt']
   /** The store, wrapped once by wrapPersistence (persistence.ts) at the composition root. */
   persistence: Persistence
   /** The counters to bump; server.ts shares them with the persistence layers (queue drops). Default: new ones. */
@@ -52,7 +56,7 @@ export interface BrokerCore {
   resume(clientId: string): void
   /** Serve one connection. `remote` is the peer address; `identity` the client certificate's CN, on a useIdentityAsUsername listener. */
   handle(stream: Duplex, remote: string, identity?: string): void
-  /** Publishes as `message.origin` says (the broker, the application, a rule); the bus sees it with that origin. */
+  /** Publishes as `message.origin` says (the broker, the application, a rule), with its MQTT 5 `properties` if any; the bus sees it with that origin. */
   publish(message: Message): Promise<void>
   /** Stop reading from clients, let queued deliveries drain, close clients, then persistence. */
   close(): Promise<void>

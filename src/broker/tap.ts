@@ -4,7 +4,8 @@
  * is counted and handed to the bus as a Message with its origin.
  */
 import type { Bus } from '../bus.js'
-import { NO_CHAIN, type Origin } from '../message.js'
+import { NO_CHAIN, type Message, type Origin } from '../message.js'
+import { propertiesOf } from '../properties.js'
 import { DROP_PREFIX, SYS_PREFIX } from './auth-hooks.js'
 import type { Counters } from './counters.js'
 import { markPacket, packetMark, willClientId, type AedesOptions, type AedesPublishPacket, type Client } from './internals.js'
@@ -34,7 +35,12 @@ export function createPublishedHook (counters: Counters, bus: Bus, registry: Cli
     // Skipped while nothing listens: no Message built.
     if (!bus.idle && !packet.topic.startsWith(DROP_PREFIX)) {
       const origin = originOf(packet, client)
-      if (origin !== undefined) bus.dispatch({ topic: packet.topic, payload: packet.payload as Buffer, qos: packet.qos, retain: packet.retain, origin })
+      if (origin !== undefined) {
+        const message: Message = { topic: packet.topic, payload: packet.payload as Buffer, qos: packet.qos, retain: packet.retain, origin }
+        // MQTT 5 properties, from a v5 client or core.publish(); none on a 3.1.1 client's packet.
+        const properties = packet.properties === undefined ? undefined : propertiesOf(packet as { properties?: Record<string, unknown> })
+        bus.dispatch(properties === undefined ? message : { ...message, properties })
+      }
     }
     callback(null)
   }

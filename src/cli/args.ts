@@ -16,6 +16,8 @@ export interface RuleTestOptions {
   username?: string
   /** As typed; rule-test.ts checks it. */
   qos?: string
+  /** Each --property, as typed (`key=value`); rule-test.ts parses them. */
+  properties?: string[]
 }
 
 export type Command =
@@ -29,7 +31,7 @@ export type Command =
   | { name: 'check', config?: string }
   | { name: 'rule test', config?: string, file?: string, options: RuleTestOptions }
 
-const RULE_TEST_OPTIONS = ['topic', 'payload', 'payload-hex', 'client-id', 'username', 'qos', 'all'] as const
+const RULE_TEST_OPTIONS = ['topic', 'payload', 'payload-hex', 'client-id', 'username', 'qos', 'property', 'all'] as const
 
 export function parseCommand (argv: readonly string[]): Command {
   // passwd has mosquitto_passwd's own flags (-c is not --config there).
@@ -54,6 +56,7 @@ export function parseCommand (argv: readonly string[]): Command {
         'client-id': { type: 'string' },
         username: { type: 'string' },
         qos: { type: 'string' },
+        property: { type: 'string', multiple: true },
         all: { type: 'boolean' }
       }
     })
@@ -81,6 +84,7 @@ export function parseCommand (argv: readonly string[]): Command {
     if (values['client-id'] !== undefined) options.clientId = values['client-id']
     if (values.username !== undefined) options.username = values.username
     if (values.qos !== undefined) options.qos = values.qos
+    if (values.property !== undefined) options.properties = values.property
     return { name: 'rule test', ...config, ...(positionals[2] === undefined ? {} : { file: positionals[2] }), options }
   }
   return { name: 'start', ...config, pretty: values.pretty === true, ...(values['pid-file'] === undefined ? {} : { pidFile: values['pid-file'] }) }

@@ -24,6 +24,11 @@ rule test options:
   --client-id <id>      msg.clientId (default: null)
   --username <name>     msg.username (default: null)
   --qos <0|1|2>         msg.qos (default: 0)
+  --property <k>=<v>    an MQTT 5 property in msg.properties; repeatable:
+                          user.<name>=<value>   a user property (repeat a name for several values)
+                          contentType, responseTopic, messageExpiryInterval (seconds),
+                          payloadFormatIndicator (true|false),
+                          correlationData (text, as UTF-8) or correlationDataHex (bytes)
 
 Examples:
   switchyard                                  # tcp 1883, tls 8883, wss 8084 on 127.0.0.1
@@ -31,6 +36,8 @@ Examples:
   switchyard check --config switchyard.json
   switchyard rule test rules/tb-uplink.js --topic tb/mqtt-integration-tutorial/sensors/SN-001/temperature --payload '{"value":25.1}'
   switchyard rule test rules/lora-decoder.js --topic lora/0001/up --payload-hex 00eb370ce4
+  switchyard rule test rules/mqtt5-rpc.js --topic devices/SN-001/rpc/call --payload '{"params":"42"}' \
+    --property responseTopic=app/replies --property correlationData=req-1 --property user.origin=console
 
 Docs: docs/configuration.md (every option), docs/rules.md (rule files), docs/errors.md (error codes).`
 

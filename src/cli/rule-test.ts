@@ -3,7 +3,9 @@
  * `<name>.test.json` fixture with --all, in the real sandbox (rules/tester.ts).
  */
 import type { Config } from '../config.js'
-import { RuleTester } from '../rules/tester.js'
+import { checkProperties } from '../properties.js'
+import { RuleTester, type TestProperties } from '../rules/tester.js'
+import { closest } from '../suggest.js'
 import type { RuleTestOptions } from './args.js'
 import { usage, type Output } from './io.js'
 
@@ -28,6 +30,8 @@ export async function runRuleTest (config: Config, file: string | undefined, opt
     if (hex !== undefined && !/^([0-9a-fA-F]{2})*$/.test(hex)) return usage(io, '--payload-hex needs an even number of hex digits')
     const qos = options.qos === undefined ? 0 : Number(options.qos)
     if (qos !== 0 && qos !== 1 && qos !== 2) return usage(io, '--qos must be 0, 1 or 2')
+    const properties = parseProperties(options.properties ?? [])
+    if ('problem' in properties) return usage(io, properties.problem)
     const loaded = await tester.load(file)
     if (!loaded.ok) {
       io.err(`switchyard: ${file}: ${loaded.error}\n`)
@@ -38,7 +42,8 @@ export async function runRuleTest (config: Config, file: string | undefined, opt
       ...(hex !== undefined ? { payloadHex: hex } : { payload: String(options.payload) }),
       clientId: options.clientId ?? null,
       username: options.username ?? null,
-      qos
+      qos,
+      ...(properties.properties === undefined ? {} : { properties: properties.properties })
     })
     if (!outcome.ok) {
       io.err(`switchyard: ${loaded.name}: ${outcome.error}\n`)
@@ -49,4 +54,61 @@ export async function runRuleTest (config: Config, file: string | undefined, opt
   } finally {
     await tester.close()
   }
+}
+
+const PROPERTY_KEYS = ['contentType', 'responseTopic', 'correlationData', 'correlationDataHex', 'messageExpiryInterval', 'payloadFormatIndicator'] as const
+const USER = 'user.'
+
+/**
+ * The input's MQTT 5 properties from `--property key=value` options:
+ * `user.<name>=<value>` a user property (repeat a name for several values),
+ * `contentType`, `responseTopic`, `correlationData` (text, sent as UTF-8) or
+ * `correlationDataHex` (bytes), `messageExpiryInterval` (seconds),
+ * `payloadFormatIndicator` (true or false). Checked as broker.publish()
+ * checks them.
+ */
+export function parseProperties (options: readonly string[]): { properties: TestProperties | undefined } | { problem: string } {
+  if (options.length === 0) return { properties: undefined }
+  const properties: TestProperties = {}
+  const user: Record<string, string | string[]> = {}
+  for (const option of options) {
+    const eq = option.indexOf('=')
+    if (eq < 0) return { problem: `--property ${JSON.stringify(option)}: write it as key=value, e.g. --property contentType=application/json or --property user.site=north` }
+    const key = option.slice(0, eq)
+    const value = option.slice(eq + 1)
+    if (key.startsWith(USER)) {
+      const name = key.slice(USER.length)
+      if (name === '') return { problem: `--property ${JSON.stringify(option)}: a user property needs a name: user.<name>=<value>` }
+      const had = user[name]
+      user[name] = had === undefined ? value : [...(Array.isArray(had) ? had : [had]), value]
+      continue
+    }
+    if (!(PROPERTY_KEYS as readonly string[]).includes(key)) {
+      const guess = key.includes('.') ? closest(key.slice(0, key.indexOf('.')), ['user']) : closest(key, [...PROPERTY_KEYS, 'user'])
+      return { problem: `--property ${JSON.stringify(option)}: unknown property ${JSON.stringify(key)}${guess ? `; did you mean ${guess === 'user' ? 'user.<name>' : guess}?` : ''} (the properties are user.<name>, ${PROPERTY_KEYS.join(', ')})` }
+    }
+    if (key in properties) return { problem: `--property ${key} is given twice (only user properties repeat)` }
+    switch (key) {
+      case 'correlationDataHex':
+        if (!/^([0-9a-fA-F]{2})*$/.test(value)) return { problem: '--property correlationDataHex needs an even number of hex digits' }
+        properties.correlationDataHex = value
+        break
+      case 'messageExpiryInterval':
+        if (!/^\d+$/.test(value)) return { problem: `--property messageExpiryInterval needs a whole number of seconds; got ${JSON.stringify(value)}` }
+        properties.messageExpiryInterval = Number(value)
+        break
+      case 'payloadFormatIndicator':
+        if (value !== 'true' && value !== 'false') return { problem: `--property payloadFormatIndicator needs true (UTF-8 text) or false; got ${JSON.stringify(value)}` }
+        properties.payloadFormatIndicator = value === 'true'
+        break
+      default:
+        properties[key as 'contentType' | 'responseTopic' | 'correlationData'] = value
+    }
+  }
+  if (Object.keys(user).length > 0) properties.userProperties = user
+  if (properties.correlationData !== undefined && properties.correlationDataHex !== undefined) return { problem: 'give --property correlationData or correlationDataHex, not both' }
+  const { correlationDataHex, ...rest } = properties
+  const checked = checkProperties(correlationDataHex === undefined ? rest : { ...rest, correlationData: Buffer.from(correlationDataHex, 'hex') })
+  if ('problem' in checked) return { problem: `--property ${checked.problem.replace(/^properties\./, '')}` }
+  return { properties }
 }

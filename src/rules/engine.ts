@@ -23,8 +23,8 @@ import { admit } from './admit.js'
 import type { Message } from '../message.js'
 import type { Feed, FlowTarget, Publisher, RuleFileChange, RuleRunner, RuleSource, RunResult } from './contracts.js'
 import { FlowControl } from './flow.js'
-import { resolveOutput } from './outputs.js'
-import type { RawOutput, RuleMessage } from './protocol.js'
+import { messageProperties, resolveOutput } from './outputs.js'
+import type { RawOutput, RuleMessage, RuleProperties } from './protocol.js'
 import { publishInOrder } from './publish.js'
 import { Router } from '../router.js'
 import { RuleLog } from './rule-log.js'
@@ -179,13 +179,14 @@ export class RulesEngine {
     rule.counters.outputs++
     const resolved = resolveOutput(output, rule.meta?.qos, input.qos)
     const { clientId, username, chain } = input.origin
-    const message: Message = {
+    const message: { -readonly [K in keyof Message]: Message[K] } = {
       topic: resolved.topic,
       payload: typeof resolved.payload === 'string' ? Buffer.from(resolved.payload) : Buffer.from(resolved.payload.buffer, resolved.payload.byteOffset, resolved.payload.byteLength),
       qos: resolved.qos,
       retain: resolved.retain,
       origin: { kind: 'rule', clientId, username, rule: rule.name, chain: [...chain, rule.name] }
     }
+    if (resolved.properties !== undefined) message.properties = messageProperties(resolved.properties)
     publishInOrder(rule.lane, message, m => this.#publisher.publish(m).catch(err => {
       this.#logger.warn({ rule: rule.name, topic: m.topic, err: (err as Error).message }, 'rule output could not be published')
     }))
@@ -257,7 +258,7 @@ export class RulesEngine {
 }
 
 function toRuleMessage (m: Message): RuleMessage {
-  return {
+  const msg: RuleMessage = {
     topic: m.topic,
     // Bytes only: the rule host decodes the text, off this event loop. A
     // copy, because a Buffer may view a larger pooled ArrayBuffer, which IPC
@@ -269,4 +270,16 @@ function toRuleMessage (m: Message): RuleMessage {
     username: m.origin.username,
     timestamp: Date.now()
   }
+  if (m.properties !== undefined) msg.properties = toRuleProperties(m.properties)
+  return msg
+}
+
+// Plain data for IPC and the isolate; correlation data copied out of its
+// Buffer, as the payload is.
+function toRuleProperties (p: NonNullable<Message['properties']>): RuleProperties {
+  const { correlationData, userProperties, ...rest } = p
+  const out: RuleProperties = rest
+  if (userProperties !== undefined) out.userProperties = userProperties as Record<string, string | string[]>
+  if (correlationData !== undefined) out.correlationData = Uint8Array.prototype.slice.call(correlationData)
+  return out
 }

@@ -9,6 +9,19 @@ import { closest } from '../suggest.js'
 const qos = z.union([z.literal(0), z.literal(1), z.literal(2)])
 const hex = z.string().regex(/^([0-9a-fA-F]{2})*$/, 'must be an even number of hex digits')
 
+// MQTT 5 properties, in inputs and expected outputs: correlation data as
+// text (UTF-8) or hex, as payloads. What MQTT can carry (a responseTopic
+// without wildcards...) is checked when the case runs (src/properties.ts).
+const properties = z.strictObject({
+  userProperties: z.record(z.string(), z.union([z.string(), z.array(z.string()).min(1)])).optional(),
+  contentType: z.string().optional(),
+  responseTopic: z.string().min(1).optional(),
+  correlationData: z.string().optional(),
+  correlationDataHex: hex.optional(),
+  messageExpiryInterval: z.number().int().min(0).max(0xFFFFFFFF).optional(),
+  payloadFormatIndicator: z.boolean().optional()
+})
+
 const input = z.strictObject({
   topic: z.string().min(1),
   payload: z.string().optional(),
@@ -16,7 +29,8 @@ const input = z.strictObject({
   clientId: z.string().nullable().optional(),
   username: z.string().nullable().optional(),
   qos: qos.optional(),
-  retain: z.boolean().optional()
+  retain: z.boolean().optional(),
+  properties: properties.optional()
 })
 
 const expected = z.strictObject({
@@ -24,7 +38,8 @@ const expected = z.strictObject({
   payload: z.unknown().optional(),
   payloadHex: hex.optional(),
   qos: qos.optional(),
-  retain: z.boolean().optional()
+  retain: z.boolean().optional(),
+  properties: properties.optional()
 })
 
 const testCase = z.strictObject({
@@ -43,7 +58,8 @@ const KEYS = {
   fixture: Object.keys(fixture.shape),
   case: Object.keys(testCase.shape),
   input: Object.keys(input.shape),
-  expect: Object.keys(expected.shape)
+  expect: Object.keys(expected.shape),
+  properties: Object.keys(properties.shape)
 }
 
 /** Parses a fixture file's text; `problems` are `key: what is wrong; how to fix`, one per line. */
@@ -70,8 +86,10 @@ export function parseFixture (text: string): { cases: FixtureCase[] } | { proble
     if ((c.expect === undefined) === (c.expectError === undefined)) {
       problems.push(`cases[${i}]: needs "expect": [...] (the outputs; [] for none) or "expectError": "<part of the message>", ${c.expect === undefined ? 'and has neither' : 'not both'}`)
     }
+    if (c.input.properties?.correlationData !== undefined && c.input.properties.correlationDataHex !== undefined) problems.push(`cases[${i}].input.properties: give "correlationData" or "correlationDataHex", not both`)
     c.expect?.forEach((e, j) => {
       if (e.payload !== undefined && e.payloadHex !== undefined) problems.push(`cases[${i}].expect[${j}]: give "payload" or "payloadHex", not both`)
+      if (e.properties?.correlationData !== undefined && e.properties.correlationDataHex !== undefined) problems.push(`cases[${i}].expect[${j}].properties: give "correlationData" or "correlationDataHex", not both`)
     })
   })
   return problems.length > 0 ? { problems } : { cases: result.data.cases }
@@ -79,7 +97,8 @@ export function parseFixture (text: string): { cases: FixtureCase[] } | { proble
 
 function unknownKey (at: readonly PropertyKey[], key: string, guessed: Set<string>): string {
   const where = formatPath(at)
-  const allowed = at.length === 0 ? KEYS.fixture : at.length === 2 ? KEYS.case : at[at.length - 1] === 'input' ? KEYS.input : KEYS.expect
+  const last = at[at.length - 1]
+  const allowed = at.length === 0 ? KEYS.fixture : at.length === 2 ? KEYS.case : last === 'input' ? KEYS.input : last === 'properties' ? KEYS.properties : KEYS.expect
   const guess = closest(key, allowed)
   if (guess) guessed.add(formatPath([...at, guess]))
   const fix = guess ? `did you mean \`${guess}\`?` : `expected ${allowed.map(k => `"${k}"`).join(', ')}`
@@ -92,8 +111,14 @@ function describeIssue (issue: z.core.$ZodIssue): string {
     if (issue.input === undefined) return `${key}: is required`
     return `${key}: expected ${issue.expected === 'object' && key === '(top level)' ? '{ "cases": [...] }' : issue.expected}, got ${JSON.stringify(issue.input) ?? String(issue.input)}`
   }
-  if (issue.code === 'too_small') return issue.origin === 'array' ? `${key}: needs at least one case` : `${key}: must not be empty`
-  if (issue.code === 'invalid_union') return `${key}: must be 0, 1 or 2`
+  const inUserProperties = issue.path.includes('userProperties')
+  if (issue.code === 'too_small') {
+    if (issue.origin === 'number') return `${key}: must be at least ${String(issue.minimum)}`
+    if (issue.origin === 'array') return inUserProperties ? `${key}: an empty array sends nothing; leave the name out` : `${key}: needs at least one case`
+    return `${key}: must not be empty`
+  }
+  if (issue.code === 'too_big' && issue.origin === 'number') return `${key}: must be at most ${String(issue.maximum)}`
+  if (issue.code === 'invalid_union') return inUserProperties ? `${key}: must be a string or an array of strings` : `${key}: must be 0, 1 or 2`
   return `${key}: ${issue.message}`
 }
 

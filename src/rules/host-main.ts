@@ -8,6 +8,7 @@
  * keep the order of its inputs. Different rules run in parallel on
  * isolated-vm's threads; this process's event loop only moves messages.
  */
+import { expiryLeft } from '../properties.js'
 import type { ConvertResult, FromHost, RuleMessage, SandboxMessage, ToHost } from './protocol.js'
 import { RuleSandbox } from './sandbox.js'
 import { checkExports, type Limits } from './validate.js'
@@ -161,7 +162,11 @@ async function pump (slot: Slot): Promise<void> {
 
 // msg.payload: the text of the bytes, decoded here rather than in the broker.
 function withText (msg: RuleMessage): SandboxMessage {
-  return { ...msg, payload: Buffer.from(msg.bytes.buffer, msg.bytes.byteOffset, msg.bytes.byteLength).toString('utf8') }
+  const payload = Buffer.from(msg.bytes.buffer, msg.bytes.byteOffset, msg.bytes.byteLength).toString('utf8')
+  const expiry = msg.properties?.messageExpiryInterval
+  if (expiry === undefined) return { ...msg, payload }
+  // What is left of the lifetime once the rule's turn comes (a backlog can be long).
+  return { ...msg, payload, properties: { ...msg.properties, messageExpiryInterval: expiryLeft(expiry, msg.timestamp, Date.now()) } }
 }
 
 function reply (id: number, rule: string, ms: number, result: ConvertResult): void {

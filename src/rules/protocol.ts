@@ -13,7 +13,25 @@ export interface RuleMessage {
   clientId: string | null
   username: string | null
   timestamp: number
+  /** MQTT 5 properties, absent when the message has none (the rule then sees `msg.properties` as `{}`). */
+  properties?: RuleProperties
 }
+
+/**
+ * MQTT 5 properties as plain data, as they cross to the rule host and into
+ * the isolate: correlation data as bytes (src/properties.ts has the rest).
+ */
+export interface RuleProperties {
+  userProperties?: Record<string, string | string[]>
+  contentType?: string
+  responseTopic?: string
+  correlationData?: Uint8Array
+  messageExpiryInterval?: number
+  payloadFormatIndicator?: boolean
+}
+
+/** An output's properties as normalized inside the isolate: correlation data as bytes, or a string to send as UTF-8. */
+export type RawProperties = Omit<RuleProperties, 'correlationData'> & { correlationData?: Uint8Array | string }
 
 /** An output as normalized inside the isolate. */
 export interface RawOutput {
@@ -21,6 +39,7 @@ export interface RawOutput {
   payload: string | Uint8Array
   qos?: 0 | 1 | 2
   retain?: boolean
+  properties?: RawProperties
 }
 
 export type ConvertResult =

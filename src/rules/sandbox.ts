@@ -94,12 +94,64 @@ import * as rule from 'rule'
 const frames = (e) => (e.stack || '').split('\\n').slice(1).filter(l => !l.includes('switchyard-wrapper')).slice(0, 3)
 const describe = (e) => e instanceof Error ? [(e.name || 'Error') + ': ' + e.message, ...frames(e)].join('\\n') : 'thrown: ' + (typeof e === 'string' ? e : JSON.stringify(e))
 const bad = (i, what) => { throw new TypeError('output ' + i + ': ' + what) }
+// MQTT 5 properties an output may set: their types here, so that only plain
+// data crosses; what MQTT can carry (wildcards, lengths, ranges) is checked
+// by the broker (src/properties.ts).
+const PROPERTY_NAMES = ['userProperties', 'contentType', 'responseTopic', 'correlationData', 'messageExpiryInterval', 'payloadFormatIndicator']
+const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v)
+function properties (i, p) {
+  if (!isObject(p)) bad(i, 'properties must be an object { ' + PROPERTY_NAMES.join(', ') + ' } (any of them)')
+  const out = {}
+  for (const name of Object.keys(p)) {
+    const v = p[name]
+    if (v === undefined) continue
+    const at = 'properties.' + name + ': '
+    switch (name) {
+      case 'userProperties': {
+        if (!isObject(v)) bad(i, at + 'must be an object of names to strings (or arrays of strings, for a name sent more than once)')
+        const u = {}
+        for (const key of Object.keys(v)) {
+          const x = v[key]
+          if (typeof x === 'string') u[key] = x
+          else if (Array.isArray(x) && x.every(s => typeof s === 'string')) u[key] = x.slice()
+          else bad(i, at + JSON.stringify(key) + ': must be a string or an array of strings')
+        }
+        out.userProperties = u
+        break
+      }
+      case 'contentType':
+      case 'responseTopic':
+        if (typeof v !== 'string') bad(i, at + 'must be a string')
+        out[name] = v
+        break
+      case 'correlationData':
+        if (typeof v === 'string') out.correlationData = v
+        else if (v instanceof Uint8Array) out.correlationData = new Uint8Array(v)
+        else if (v instanceof ArrayBuffer) out.correlationData = new Uint8Array(v.slice(0))
+        else bad(i, at + 'must be bytes (a Uint8Array) or a string (sent as UTF-8)')
+        break
+      case 'messageExpiryInterval':
+        if (typeof v !== 'number') bad(i, at + 'must be a whole number of seconds')
+        out[name] = v
+        break
+      case 'payloadFormatIndicator':
+        if (typeof v !== 'boolean') bad(i, at + 'must be true (the payload is UTF-8 text) or false')
+        out[name] = v
+        break
+      default: {
+        const guess = PROPERTY_NAMES.find(n => n.toLowerCase() === name.toLowerCase())
+        bad(i, at + 'not a property an output can set' + (guess ? '; did you mean ' + guess + '?' : '') + ' (the properties are ' + PROPERTY_NAMES.join(', ') + ')')
+      }
+    }
+  }
+  return out
+}
 function normalize (result) {
   if (result === null || result === undefined) return []
   if (typeof result.then === 'function') throw new TypeError('convert must return its outputs, not a Promise (rules have no async I/O)')
   const list = Array.isArray(result) ? result : [result]
   return list.map((o, i) => {
-    if (o === null || typeof o !== 'object') bad(i, 'must be an object { topic, payload, qos?, retain? }')
+    if (o === null || typeof o !== 'object') bad(i, 'must be an object { topic, payload, qos?, retain?, properties? }')
     if (typeof o.topic !== 'string' || o.topic.length === 0) bad(i, 'topic must be a non-empty string')
     if (o.payload === undefined) bad(i, 'payload is missing (use "" for an empty payload)')
     let payload
@@ -111,6 +163,7 @@ function normalize (result) {
     const out = { topic: o.topic, payload }
     if (o.qos !== undefined) { if (o.qos !== 0 && o.qos !== 1 && o.qos !== 2) bad(i, 'qos must be 0, 1 or 2'); out.qos = o.qos }
     if (o.retain !== undefined) { if (typeof o.retain !== 'boolean') bad(i, 'retain must be true or false'); out.retain = o.retain }
+    if (o.properties !== undefined) out.properties = properties(i, o.properties)
     return out
   })
 }
@@ -124,6 +177,9 @@ define('__exports', () => ({
 function one (msg) {
   __logs.length = 0
   msg.bytes = new Uint8Array(msg.bytes)
+  // MQTT 5 properties; {} for a message without them (an MQTT 3.1.1 publisher's)
+  if (msg.properties === undefined) msg.properties = {}
+  else if (msg.properties.correlationData !== undefined) msg.properties.correlationData = new Uint8Array(msg.properties.correlationData)
   try {
     return { outputs: normalize(rule.convert(msg)), logs: __logs.splice(0) }
   } catch (e) {

@@ -12,7 +12,8 @@ import { RuleHostProcess } from './host-process.js'
 import { parseFixture, type FixtureCase } from './fixtures.js'
 import { ignoredReason, isRuleFile } from './loader.js'
 import { outputsProblem, resolveOutput, type OutputMessage } from './outputs.js'
-import type { LoadedMeta, RuleMessage } from './protocol.js'
+import type { LoadedMeta, RawProperties, RuleMessage } from './protocol.js'
+import { checkProperties } from '../properties.js'
 import type { Limits } from './validate.js'
 import { topicMatches } from '../topics.js'
 
@@ -24,10 +25,26 @@ export interface TestInput {
   username?: string | null
   qos?: 0 | 1 | 2
   retain?: boolean
+  properties?: TestProperties
 }
 
-/** An output as printed: text payloads as `payload`, binary ones as `payloadHex`. */
-export type PrintedOutput = { topic: string, qos: 0 | 1 | 2, retain: boolean } & ({ payload: string } | { payloadHex: string })
+/**
+ * MQTT 5 properties as fixtures and the command line write them, and as
+ * outputs are printed: correlation data as text (`correlationData`, UTF-8)
+ * or as bytes (`correlationDataHex`), as payloads are.
+ */
+export interface TestProperties {
+  userProperties?: Record<string, string | string[]>
+  contentType?: string
+  responseTopic?: string
+  correlationData?: string
+  correlationDataHex?: string
+  messageExpiryInterval?: number
+  payloadFormatIndicator?: boolean
+}
+
+/** An output as printed: text payloads as `payload`, binary ones as `payloadHex`; `properties` when it has any. */
+export type PrintedOutput = { topic: string, qos: 0 | 1 | 2, retain: boolean, properties?: TestProperties } & ({ payload: string } | { payloadHex: string })
 
 /** `unmatched`: the input's topic matches none of the rule's filters, so the broker would never route it to the rule. */
 export type RunOutcome = { ok: true, outputs: PrintedOutput[] } | { ok: false, error: string, unmatched?: true }
@@ -70,6 +87,9 @@ export class RuleTester {
     }
     const bytes = input.payloadHex !== undefined ? Buffer.from(input.payloadHex, 'hex') : Buffer.from(input.payload ?? '')
     const qos = input.qos ?? 0
+    // Only what a client could publish: checked as broker.publish() checks them.
+    const properties = inputProperties(input.properties)
+    if ('problem' in properties) return Promise.resolve({ ok: false, error: `the input's ${properties.problem}` })
     const msg: RuleMessage = {
       topic: input.topic,
       bytes: Uint8Array.prototype.slice.call(bytes),
@@ -77,7 +97,8 @@ export class RuleTester {
       retain: input.retain ?? false,
       clientId: input.clientId ?? null,
       username: input.username ?? null,
-      timestamp: Date.now()
+      timestamp: Date.now(),
+      ...(properties.properties === undefined ? {} : { properties: properties.properties })
     }
     return new Promise(resolve => {
       this.#host.convert(name, msg, result => {
@@ -151,7 +172,33 @@ export class RuleTester {
 
 function printable (o: OutputMessage): PrintedOutput {
   const base = { topic: o.topic, qos: o.qos, retain: o.retain }
-  return typeof o.payload === 'string' ? { ...base, payload: o.payload } : { ...base, payloadHex: Buffer.from(o.payload).toString('hex') }
+  const printed: PrintedOutput = typeof o.payload === 'string' ? { ...base, payload: o.payload } : { ...base, payloadHex: Buffer.from(o.payload).toString('hex') }
+  if (o.properties !== undefined) printed.properties = printableProperties(o.properties)
+  return printed
+}
+
+function printableProperties (p: RawProperties): TestProperties {
+  const { correlationData, ...rest } = p
+  if (correlationData === undefined) return rest
+  return typeof correlationData === 'string' ? { ...rest, correlationData } : { ...rest, correlationDataHex: Buffer.from(correlationData).toString('hex') }
+}
+
+/** A test input's properties as the rule host takes them (correlation data as bytes), checked. */
+function inputProperties (p: TestProperties | undefined): { properties: RuleMessage['properties'] } | { problem: string } {
+  if (p === undefined) return { properties: undefined }
+  const { correlationDataHex, ...rest } = p
+  if (correlationDataHex !== undefined && rest.correlationData !== undefined) return { problem: 'properties: give correlationData (text) or correlationDataHex, not both' }
+  const checked = checkProperties(correlationDataHex === undefined ? rest : { ...rest, correlationData: Buffer.from(correlationDataHex, 'hex') })
+  if ('problem' in checked) return checked
+  if (checked.properties === undefined) return { properties: undefined }
+  const { correlationData, ...plain } = checked.properties
+  return { properties: { ...plain, ...(correlationData === undefined ? {} : { correlationData: Uint8Array.prototype.slice.call(correlationData) }) } as RuleMessage['properties'] }
+}
+
+/** Properties compared as bytes: correlation data as hex, whichever way it was written or printed. */
+function comparable (p: TestProperties): TestProperties {
+  const { correlationData, ...rest } = p
+  return correlationData === undefined ? rest : { ...rest, correlationDataHex: Buffer.from(correlationData).toString('hex') }
 }
 
 function judge (c: FixtureCase, outcome: RunOutcome): { passed: boolean, detail?: string } {
@@ -178,6 +225,12 @@ function outputMismatch (want: NonNullable<FixtureCase['expect']>[number], got: 
   if (want.topic !== got.topic) return `topic ${JSON.stringify(got.topic)} is not ${JSON.stringify(want.topic)}`
   if (want.qos !== undefined && want.qos !== got.qos) return `qos ${got.qos} is not ${want.qos}`
   if (want.retain !== undefined && want.retain !== got.retain) return `retain ${got.retain} is not ${want.retain}`
+  if (want.properties !== undefined) {
+    // Exactly: the output has these properties and no others.
+    const wanted = comparable({ ...want.properties, ...(want.properties.correlationDataHex === undefined ? {} : { correlationDataHex: want.properties.correlationDataHex.toLowerCase() }) })
+    const actual = comparable(got.properties ?? {})
+    if (!isDeepStrictEqual(actual, wanted)) return `properties ${JSON.stringify(actual)} are not ${JSON.stringify(wanted)}`
+  }
   if (want.payloadHex !== undefined) {
     return 'payloadHex' in got && got.payloadHex === want.payloadHex.toLowerCase() ? undefined : `payload is not hex ${want.payloadHex}`
   }

@@ -12,7 +12,7 @@ export const EXAMPLE_RULES = fileURLToPath(new URL('../../rules/', import.meta.u
  * its fixture `rules/<name>.test.json`. Tests name them, so a rule a user
  * adds to rules/ never changes what the tests expect.
  */
-export const SHIPPED_EXAMPLES = ['lora-decoder', 'peakboard-shopfloor', 'tb-rpc', 'tb-uplink'] as const
+export const SHIPPED_EXAMPLES = ['lora-decoder', 'mqtt5-rpc', 'peakboard-shopfloor', 'tb-rpc', 'tb-uplink'] as const
 
 /** A temporary directory with a switchyard.json whose rules.dir holds copies of the shipped examples only. */
 export function shippedExamplesDir (): string {

@@ -41,6 +41,11 @@ const EXPECTED: Record<string, string[]> = {
     'rules: broken'
   ],
   'no-rules-dir.mjs': ['rules.dir: null', './rules exists: false', 'rules: 0'],
+  'mqtt5.mjs': [
+    'routed thermostat/get, response topic app/replies',
+    'reply on app/replies: {"setpoint":21}, correlation data req-1, application/json',
+    'ERR_INVALID_PROPERTIES: cannot publish to thermostat/get: properties.responseTopic: must not contain wildcards (+ or #) [MQTT-3.3.2-2]; got "app/#"'
+  ],
   'publish.mjs': [
     'ERR_INVALID_TOPIC: cannot publish to "alerts/#": the topic must not contain wildcards (+ or #) [MQTT-3.3.2-2]',
     'ERR_INVALID_QOS: cannot publish to alerts/a: qos must be 0, 1 or 2; got number 5',
