@@ -11,10 +11,14 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const EXAMPLE_FILES = SHIPPED_EXAMPLES.flatMap(name => [`rules/${name}.js`, `rules/${name}.test.json`]).sort()
 
 /** The rules/ entries `npm pack` would ship from `dir` (scripts off: no build). */
-async function packedRules (dir: string): Promise<string[]> {
+async function packed (dir: string): Promise<string[]> {
   const { stdout } = await promisify(execFile)('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: dir })
   const [pack] = JSON.parse(stdout) as Array<{ files: Array<{ path: string }> }>
-  return pack!.files.map(f => f.path).filter(p => p.startsWith('rules/')).sort()
+  return pack!.files.map(f => f.path).sort()
+}
+
+async function packedRules (dir: string): Promise<string[]> {
+  return (await packed(dir)).filter(p => p.startsWith('rules/'))
 }
 
 describe('npm pack ships the example rules only', () => {
@@ -31,4 +35,13 @@ describe('npm pack ships the example rules only', () => {
     writeFileSync(path.join(dir, 'rules', 'my-plant.test.json'), '{ "cases": [] }')
     expect(await packedRules(dir)).toEqual(EXAMPLE_FILES)
   })
+})
+
+// An application that embeds Switchyard imports the vendored, patched Aedes
+// from the package itself (dist/broker/aedes.js -> ../../vendor/aedes).
+test('the package ships the vendored Aedes the broker imports', async () => {
+  const files = await packed(ROOT)
+  for (const f of ['vendor/aedes/aedes.js', 'vendor/aedes/package.json', 'vendor/aedes/LICENSE', 'vendor/aedes/lib/client.js', 'vendor/aedes/lib/handlers/connect.js']) {
+    expect(files).toContain(f)
+  }
 })
