@@ -1,17 +1,29 @@
-// npm run bench [-- --quick] [--only=qos0,fanout] [--brokers=switchyard-memory,aedes-memory]
+// npm run bench [-- --quick] [--only=qos0,fanout|mqtt5] [--brokers=switchyard-memory,aedes-memory]
+//                 [--switchyard-dist=/tmp/before/dist [--switchyard-label=switchyard@aedes-1.2]]
 //
 // Runs every scenario against each broker in turn, in one run on this
 // machine, then prints a table of ratios (Switchyard / Aedes, Switchyard /
 // Mosquitto). Absolute numbers are printed too, but only the ratios mean
 // much on a noisy machine. Never part of `npm test`.
+//
+// --only=mqtt5 runs the MQTT 5 scenarios with the 3.1.1 ones they are
+// compared with (qos0, qos1). --switchyard-dist adds a second Switchyard
+// build (another checkout's dist/, with its own node_modules beside it) to
+// every 3.1.1 scenario Switchyard runs, as broker `switchyard-before`, and
+// prints a before/after table: the same scenarios, one run, one machine.
 import { spawnSync } from 'node:child_process'
+import path from 'node:path'
 import { Worker } from 'node:worker_threads'
-import { BROKERS, cpuMicros, freePort, hasMosquitto, peakRss, removeDir, rss, tempDir } from './lib/brokers.js'
+import { BROKERS, addSwitchyardBuild, cpuMicros, freePort, hasMosquitto, peakRss, removeDir, rss, tempDir } from './lib/brokers.js'
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
-const only = args.find(a => a.startsWith('--only='))?.slice(7).split(',')
+const GROUPS = { mqtt5: ['qos0', 'qos1', 'v5-qos0', 'v5-qos1', 'v5-qos0-long', 'v5-qos0-alias', 'v5-qos1-long', 'v5-qos1-alias'] }
+const only = args.find(a => a.startsWith('--only='))?.slice(7).split(',').flatMap(id => GROUPS[id] ?? [id])
 const brokerArg = args.find(a => a.startsWith('--brokers='))?.slice(10).split(',')
+const beforeDist = args.find(a => a.startsWith('--switchyard-dist='))?.slice(18)
+const beforeLabel = args.find(a => a.startsWith('--switchyard-label='))?.slice(19) ?? 'switchyard@aedes-1.2'
+if (beforeDist) addSwitchyardBuild('switchyard-before', beforeLabel, path.resolve(beforeDist))
 const WORKER = new URL('./lib/worker.js', import.meta.url)
 
 const CONVERTER = `export const topics = ['tb/mqtt-integration-tutorial/sensors/+/temperature']
@@ -32,6 +44,11 @@ const n = (full, small) => quick ? small : full
 const ALL = ['switchyard-memory', 'switchyard-level', 'aedes-memory', 'aedes-level', 'mosquitto']
 const PLAIN = ['switchyard-memory', 'aedes-memory', 'mosquitto']
 const OURS = ['switchyard-memory']
+// MQTT 5 clients (publishers and subscribers): Switchyard, bare Aedes (the same vendored beta), Mosquitto
+const V5 = ['switchyard-memory', 'aedes-memory', 'mosquitto']
+// 64 bytes, where a topic alias saves something: 'bench/1/...' (the 3.1.1 scenarios' topic is 9 bytes)
+const LONG_TOPIC = 'bench/{id}/site-0042/building-07/floor-3/room-311/sensor-0000123/t'
+const LONG_FILTER = 'bench/+/site-0042/#'
 
 /** Each scenario: which brokers, what load. `baseline` names the scenario its ratio to Switchyard is taken against. */
 const SCENARIOS = [
@@ -40,6 +57,15 @@ const SCENARIOS = [
   { id: 'qos2', title: 'QoS 2, 1 → 1', brokers: ALL, flow: { qos: 2, pubs: 1, subs: 1, perPub: n(20_000, 5_000) } },
   { id: 'fanin', title: 'fan-in, 50 → 1, QoS 0', brokers: PLAIN, flow: { qos: 0, pubs: 50, subs: 1, perPub: n(4_000, 1_000) } },
   { id: 'fanout', title: 'fan-out, 1 → 50, QoS 0', brokers: PLAIN, flow: { qos: 0, pubs: 1, subs: 50, perPub: n(4_000, 1_000) } },
+  // MQTT 5: the ratio in the `baseline` column is Switchyard's own: v5 against 3.1.1, a long topic against
+  // the short one, aliases against none. With aliases, the publisher sends the topic once (Topic Alias 1)
+  // and the subscriber allows the broker 10 aliases (Topic Alias Maximum), which it may or may not use.
+  { id: 'v5-qos0', title: 'MQTT 5, QoS 0, 1 → 1', brokers: V5, v5: true, baseline: 'qos0', flow: { protocolVersion: 5, qos: 0, pubs: 1, subs: 1, perPub: n(200_000, 40_000) } },
+  { id: 'v5-qos1', title: 'MQTT 5, QoS 1, 1 → 1', brokers: V5, v5: true, baseline: 'qos1', flow: { protocolVersion: 5, qos: 1, pubs: 1, subs: 1, perPub: n(50_000, 10_000) } },
+  { id: 'v5-qos0-long', title: 'MQTT 5, QoS 0, 64-byte topic', brokers: V5, v5: true, baseline: 'v5-qos0', flow: { protocolVersion: 5, qos: 0, pubs: 1, subs: 1, perPub: n(200_000, 40_000), topic: LONG_TOPIC, filter: LONG_FILTER } },
+  { id: 'v5-qos0-alias', title: 'MQTT 5, QoS 0, 64-byte topic, topic aliases', brokers: V5, v5: true, baseline: 'v5-qos0-long', flow: { protocolVersion: 5, qos: 0, pubs: 1, subs: 1, perPub: n(200_000, 40_000), topic: LONG_TOPIC, filter: LONG_FILTER, alias: true } },
+  { id: 'v5-qos1-long', title: 'MQTT 5, QoS 1, 64-byte topic', brokers: V5, v5: true, baseline: 'v5-qos1', flow: { protocolVersion: 5, qos: 1, pubs: 1, subs: 1, perPub: n(50_000, 10_000), topic: LONG_TOPIC, filter: LONG_FILTER } },
+  { id: 'v5-qos1-alias', title: 'MQTT 5, QoS 1, 64-byte topic, topic aliases', brokers: V5, v5: true, baseline: 'v5-qos1-long', flow: { protocolVersion: 5, qos: 1, pubs: 1, subs: 1, perPub: n(50_000, 10_000), topic: LONG_TOPIC, filter: LONG_FILTER, alias: true } },
   { id: 'latency', title: 'latency at 5,000 msg/s, QoS 0', brokers: PLAIN, flow: { qos: 0, pubs: 1, subs: 1, rate: 5000, seconds: n(5, 2) } },
   { id: 'rule', title: 'one converter rule on every message', brokers: OURS, baseline: 'qos0', flow: { qos: 0, pubs: 1, subs: 1, perPub: n(60_000, 15_000), json: true, rules: { 'uplink.js': CONVERTER } } },
   { id: 'rule-latency', title: 'latency at 5,000 msg/s through the rule', brokers: OURS, flow: { qos: 0, pubs: 1, subs: 1, rate: 5000, seconds: n(5, 2), json: true, rules: { 'uplink.js': CONVERTER } } },
@@ -90,10 +116,11 @@ async function runFlow (brokerKey, flow) {
     const payload = flow.json ? 'json' : 'binary'
     const topic = flow.topic ?? (flow.json ? 'tb/mqtt-integration-tutorial/sensors/SN-{id}/temperature' : 'bench/{id}/t')
     const filter = flow.filter ?? (flow.json ? 'devices/+/telemetry' : 'bench/+/t')
-    const sub = startWorker({ role: 'subscribers', port, connections: flow.subs, filter, qos: flow.qos, payload })
-    await sub.next()
-    const pub = startWorker({ role: 'publishers', port, connections: flow.pubs, topic, qos: flow.qos, perConnection: flow.perPub ?? 0, payload, rate: flow.rate ?? 0, seconds: flow.seconds ?? 0 })
-    await pub.next()
+    const protocolVersion = flow.protocolVersion ?? 4
+    const sub = startWorker({ role: 'subscribers', port, protocolVersion, connections: flow.subs, filter, qos: flow.qos, payload, topicAliasMaximum: flow.alias ? 10 : 0 })
+    ready(await sub.next(), sub)
+    const pub = startWorker({ role: 'publishers', port, protocolVersion, connections: flow.pubs, topic, qos: flow.qos, perConnection: flow.perPub ?? 0, payload, rate: flow.rate ?? 0, seconds: flow.seconds ?? 0, alias: flow.alias ?? false })
+    const { window } = ready(await pub.next(), pub, sub)
     if (!flow.rate) sub.worker.postMessage({ type: 'expect', perSubscriber: flow.pubs * flow.perPub })
     const cpu0 = cpuMicros(broker.pid)
     pub.worker.postMessage({ type: 'go' })
@@ -109,6 +136,8 @@ async function runFlow (brokerKey, flow) {
     const latencies = done.latencies.sort()
     const seconds = (done.last - done.first) / 1000
     return {
+      window: flow.qos > 0 ? window : undefined,
+      aliased: done.aliased,
       delivered: done.unique,
       msgPerSec: flow.rate ? done.unique / (flow.seconds) : done.unique / seconds,
       p50: percentile(latencies, 0.5),
@@ -124,6 +153,13 @@ async function runFlow (brokerKey, flow) {
     await broker.stop()
     removeDir(dir)
   }
+}
+
+/** A worker's first message; an error (a refused CONNECT, no topic aliases) ends the scenario. */
+function ready (message, ...workers) {
+  if (message.type !== 'error') return message
+  for (const w of workers) w?.worker.terminate()
+  throw new Error(message.message)
 }
 
 async function runIdle (brokerKey, connections) {
@@ -196,8 +232,10 @@ async function main () {
   for (const scenario of SCENARIOS) {
     if (only && !only.includes(scenario.id)) continue
     results[scenario.id] = {}
-    for (const key of scenario.brokers) {
-      if (brokerArg && !brokerArg.includes(key)) continue
+    // the second build joins every 3.1.1 scenario Switchyard runs, right after it
+    const brokers = beforeDist && !scenario.v5 ? scenario.brokers.flatMap(k => k === 'switchyard-memory' ? [k, 'switchyard-before'] : [k]) : scenario.brokers
+    for (const key of brokers) {
+      if (brokerArg && !brokerArg.includes(key) && !(key === 'switchyard-before' && brokerArg.includes('switchyard-memory'))) continue
       if (key === 'mosquitto' && !withMosquitto) continue
       let r
       try {
@@ -215,6 +253,8 @@ async function main () {
   }
   console.log(`# ${((Date.now() - started) / 1000).toFixed(0)} s\n`)
   console.log(table(results))
+  if (SCENARIOS.some(s => s.v5 && results[s.id])) console.log(`\n${v5Table(results)}`)
+  if (beforeDist) console.log(`\n${beforeAfterTable(results)}`)
 }
 
 function line (r) {
@@ -222,14 +262,65 @@ function line (r) {
   if (r.replaySeconds !== undefined) return `replay ${fmt.ms(r.replaySeconds * 1000)} ms (median of 3, max ${fmt.ms(r.replayMax * 1000)} ms), ${fmt.rate(r.retainedCount / r.replaySeconds)} msg/s; storing them took ${fmt.ms(r.storeSeconds * 1000)} ms; peak RSS ${fmt.mb(r.peakRss)} MiB`
   if (r.startupMs !== undefined) return `start-up ${fmt.ms(r.startupMs)} ms, with 100 rules ${fmt.ms(r.startupWithRulesMs)} ms`
   return `${fmt.rate(r.msgPerSec)} msg/s, p50 ${fmt.ms(r.p50)} ms, p99 ${fmt.ms(r.p99)} ms, max ${fmt.ms(r.max)} ms, ` +
-    `lost ${r.lost}, dup ${r.duplicates}, out-of-order ${r.outOfOrder}, CPU ${fmt.us(r.cpuPerMsg)} µs/msg, peak RSS ${fmt.mb(r.peakRss)} MiB`
+    `lost ${r.lost}, dup ${r.duplicates}, out-of-order ${r.outOfOrder}, CPU ${fmt.us(r.cpuPerMsg)} µs/msg, peak RSS ${fmt.mb(r.peakRss)} MiB` +
+    (r.window !== undefined ? `, window ${r.window}` : '') + (r.aliased ? `, ${fmt.rate(r.aliased)} delivered with a topic alias only` : '')
 }
+
+/**
+ * MQTT 5: Switchyard against its own baseline scenario (3.1.1, or v5 without
+ * the change the row makes), bare Aedes and Mosquitto; then each broker's v5
+ * against its own 3.1.1.
+ */
+function v5Table (results) {
+  const rows = ['| MQTT 5 scenario | Switchyard msg/s | ÷ own baseline | ÷ Aedes | ÷ Mosquitto | Switchyard CPU µs/msg | ÷ own baseline | ÷ Aedes | ÷ Mosquitto | p99 ms (S / A / M) | lost, dup, ooo | delivered with an alias (S / A / M) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+  const aliased = r => r === undefined ? '-' : r.aliased ? fmt.rate(r.aliased) : '0'
+  for (const s of SCENARIOS.filter(x => x.v5)) {
+    const r = results[s.id]
+    if (!r) continue
+    const sy = r['switchyard-memory']
+    const a = r['aedes-memory']
+    const m = r.mosquitto
+    const base = results[s.baseline]?.['switchyard-memory']
+    rows.push(`| ${s.title} | ${fmt.rate(sy?.msgPerSec)} | ${fmt.ratio(sy?.msgPerSec / base?.msgPerSec)} of ${s.baseline} | ${fmt.ratio(sy?.msgPerSec / a?.msgPerSec)} | ${fmt.ratio(sy?.msgPerSec / m?.msgPerSec)} | ${fmt.us(sy?.cpuPerMsg)} | ${fmt.ratio(sy?.cpuPerMsg / base?.cpuPerMsg)} | ${fmt.ratio(sy?.cpuPerMsg / a?.cpuPerMsg)} | ${fmt.ratio(sy?.cpuPerMsg / m?.cpuPerMsg)} | ${fmt.ms(sy?.p99)} / ${fmt.ms(a?.p99)} / ${fmt.ms(m?.p99)} | ${losses(sy)}${othersLost(a, m)} | ${aliased(sy)} / ${aliased(a)} / ${aliased(m)} |`)
+  }
+  rows.push('', '| each broker, v5 ÷ 3.1.1 | Switchyard msg/s, CPU | Aedes msg/s, CPU | Mosquitto msg/s, CPU | QoS 1 window (S / A / M) |', '| --- | --- | --- | --- | --- |')
+  for (const [v5, v3] of [['v5-qos0', 'qos0'], ['v5-qos1', 'qos1']]) {
+    if (!results[v5] || !results[v3]) continue
+    const cell = key => {
+      const x = results[v5][key]
+      const y = results[v3][key]
+      return `${fmt.ratio(x?.msgPerSec / y?.msgPerSec)}, ${fmt.ratio(x?.cpuPerMsg / y?.cpuPerMsg)}`
+    }
+    const win = key => results[v5][key]?.window ?? '-'
+    rows.push(`| ${v5} ÷ ${v3} | ${cell('switchyard-memory')} | ${cell('aedes-memory')} | ${cell('mosquitto')} | ${win('switchyard-memory')} / ${win('aedes-memory')} / ${win('mosquitto')} |`)
+  }
+  return rows.join('\n')
+}
+
+/** The second Switchyard build (--switchyard-dist) against this one, scenario by scenario, with bare Aedes as the yardstick of the run's noise. */
+function beforeAfterTable (results) {
+  const label = BROKERS['switchyard-before'].label
+  const rows = [`| scenario | ${label} msg/s, CPU µs/msg | this build msg/s, CPU µs/msg | this ÷ ${label}: msg/s | CPU | bare Aedes msg/s (same run) |`, '| --- | --- | --- | --- | --- | --- |']
+  for (const s of SCENARIOS) {
+    const r = results[s.id]
+    const before = r?.['switchyard-before']
+    const after = r?.['switchyard-memory']
+    if (!before || !after || before.msgPerSec === undefined) continue
+    rows.push(`| ${s.title} | ${fmt.rate(before.msgPerSec)}, ${fmt.us(before.cpuPerMsg)} | ${fmt.rate(after.msgPerSec)}, ${fmt.us(after.cpuPerMsg)} | ${fmt.ratio(after.msgPerSec / before.msgPerSec)} | ${fmt.ratio(after.cpuPerMsg / before.cpuPerMsg)} | ${fmt.rate(r['aedes-memory']?.msgPerSec)} |`)
+  }
+  return rows.join('\n')
+}
+
+const losses = r => r ? `${r.lost}, ${r.duplicates}, ${r.outOfOrder}` : '-'
+/** Bare Aedes's and Mosquitto's losses, when they had any. */
+const othersLost = (a, m) => [a, m].some(x => x && (x.lost || x.duplicates || x.outOfOrder)) ? ` (A: ${losses(a)}; M: ${losses(m)})` : ''
 
 function table (results) {
   const rows = ['| scenario | Switchyard msg/s | ÷ Aedes | ÷ Mosquitto | Switchyard CPU µs/msg | ÷ Aedes | ÷ Mosquitto | p99 ms (S / A / M) | lost, dup, ooo |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
   for (const s of SCENARIOS) {
     const r = results[s.id]
-    if (!r) continue
+    if (!r || s.v5) continue
     const sy = r['switchyard-memory']
     const a = r['aedes-memory']
     const m = r.mosquitto
@@ -252,7 +343,7 @@ function table (results) {
     const base = s.baseline ? results[s.baseline]?.['switchyard-memory'] : undefined
     const vsA = s.baseline ? `${fmt.ratio(sy?.msgPerSec / base?.msgPerSec)} of ${s.baseline}` : fmt.ratio(sy?.msgPerSec / a?.msgPerSec)
     const cpuVsA = s.baseline ? `${fmt.ratio(sy?.cpuPerMsg / base?.cpuPerMsg)} of ${s.baseline}` : fmt.ratio(sy?.cpuPerMsg / a?.cpuPerMsg)
-    rows.push(`| ${s.title} | ${fmt.rate(sy?.msgPerSec)} | ${vsA} | ${s.baseline ? '' : fmt.ratio(sy?.msgPerSec / m?.msgPerSec)} | ${fmt.us(sy?.cpuPerMsg)} | ${cpuVsA} | ${s.baseline ? '' : fmt.ratio(sy?.cpuPerMsg / m?.cpuPerMsg)} | ${fmt.ms(sy?.p99)} / ${fmt.ms(a?.p99)} / ${fmt.ms(m?.p99)} | ${sy ? `${sy.lost}, ${sy.duplicates}, ${sy.outOfOrder}` : '-'} |`)
+    rows.push(`| ${s.title} | ${fmt.rate(sy?.msgPerSec)} | ${vsA} | ${s.baseline ? '' : fmt.ratio(sy?.msgPerSec / m?.msgPerSec)} | ${fmt.us(sy?.cpuPerMsg)} | ${cpuVsA} | ${s.baseline ? '' : fmt.ratio(sy?.cpuPerMsg / m?.cpuPerMsg)} | ${fmt.ms(sy?.p99)} / ${fmt.ms(a?.p99)} / ${fmt.ms(m?.p99)} | ${losses(sy)}${othersLost(a, m)} |`)
   }
   const level = results.qos1?.['switchyard-level']
   const aLevel = results.qos1?.['aedes-level']

@@ -31,7 +31,17 @@ export const BROKERS = {
   mosquitto: { label: 'Mosquitto', start: (o) => mosquitto(o) }
 }
 
-function switchyard (persistence, o) {
+/**
+ * Adds another Switchyard build as broker `key`: `dist` is its compiled
+ * dist/ folder, started through the bin/switchyard.js beside it (so that it
+ * resolves its own node_modules). Memory persistence, like switchyard-memory.
+ */
+export function addSwitchyardBuild (key, label, dist) {
+  const bin = path.join(dist, '..', 'bin', 'switchyard.js')
+  BROKERS[key] = { label, start: (o) => switchyard('memory', o, bin) }
+}
+
+function switchyard (persistence, o, bin = path.join(ROOT, 'bin/switchyard.js')) {
   const rulesDir = path.join(o.dir, 'rules')
   mkdirSync(rulesDir, { recursive: true })
   for (const [name, source] of Object.entries(o.rules ?? {})) writeFileSync(path.join(rulesDir, name), source)
@@ -46,7 +56,7 @@ function switchyard (persistence, o) {
   const file = path.join(o.dir, 'switchyard.json')
   writeFileSync(file, JSON.stringify(config))
   // ready when the port accepts: at log level warn there is no "listening" line
-  return node([path.join(ROOT, 'bin/switchyard.js'), 'start', '--config', file], o, null)
+  return node([bin, 'start', '--config', file], o, null)
 }
 
 function mosquitto (o) {

@@ -1,23 +1,59 @@
-// Just enough MQTT 3.1.1 for a load generator that is not the bottleneck:
-// packets are pre-encoded once with mqtt-packet, then stamped in place.
+// Just enough MQTT 3.1.1 and 5 for a load generator that is not the
+// bottleneck: packets are pre-encoded once with mqtt-packet, then stamped in
+// place.
 import mqttPacket from 'mqtt-packet'
 
 export const PAYLOAD_BYTES = 64
 
-export function connectPacket (clientId, { clean = true, keepalive = 0 } = {}) {
-  return mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean, clientId, keepalive })
+/** `protocolVersion` 4 (3.1.1) or 5; `properties`: v5 CONNECT properties (topicAliasMaximum...). */
+export function connectPacket (clientId, { clean = true, keepalive = 0, protocolVersion = 4, properties } = {}) {
+  return mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion, clean, clientId, keepalive, ...(protocolVersion === 5 && properties ? { properties } : {}) })
 }
 
-export function subscribePacket (topic, qos, messageId = 1) {
-  return mqttPacket.generate({ cmd: 'subscribe', messageId, subscriptions: [{ topic, qos }] })
+export function subscribePacket (topic, qos, messageId = 1, protocolVersion = 4) {
+  return mqttPacket.generate({ cmd: 'subscribe', messageId, subscriptions: [{ topic, qos }] }, { protocolVersion })
 }
 
-/** A PUBLISH template: where to write the message id and the payload stamp. */
-export function publishTemplate (topic, qos, payload) {
+/**
+ * A PUBLISH template: where to write the message id and the payload stamp.
+ * With v5, `topicAlias` adds a Topic Alias property; `aliasOnly` sends the
+ * alias with an empty topic [MQTT-3.3.2-12], once the alias is set.
+ */
+export function publishTemplate (topic, qos, payload, { protocolVersion = 4, topicAlias, aliasOnly = false } = {}) {
   const body = payload ?? Buffer.alloc(PAYLOAD_BYTES, 0x20)
-  const bytes = mqttPacket.generate({ cmd: 'publish', topic, payload: body, qos, retain: false, dup: false, messageId: qos > 0 ? 1 : undefined })
+  const name = aliasOnly ? '' : topic
+  const properties = protocolVersion === 5 && topicAlias ? { properties: { topicAlias } } : {}
+  const bytes = mqttPacket.generate({ cmd: 'publish', topic: name, payload: body, qos, retain: false, dup: false, messageId: qos > 0 ? 1 : undefined, ...properties }, { protocolVersion })
   const payloadOffset = bytes.length - body.length
-  return { bytes, payloadOffset, messageIdOffset: qos > 0 ? payloadOffset - 2 : -1 }
+  // fixed header, then the topic; the message id follows the topic (before v5's properties)
+  let header = 2
+  while (bytes[header - 1] & 0x80) header++
+  return { bytes, payloadOffset, messageIdOffset: qos > 0 ? header + 2 + Buffer.byteLength(name) : -1 }
+}
+
+/** A variable byte integer at `at`: its value and where what follows it starts. */
+export function varint (buf, at) {
+  let value = 0
+  let mul = 1
+  for (;;) {
+    const b = buf[at++]
+    value += (b & 0x7f) * mul
+    if ((b & 0x80) === 0) return { value, next: at }
+    mul *= 128
+  }
+}
+
+/** A CONNACK body (between start and end) decoded, v5 properties included. */
+export function decodeConnack (buf, start, end, protocolVersion) {
+  const body = buf.subarray(start, end)
+  const length = []
+  let n = body.length
+  do { length.push((n & 0x7f) | (n > 0x7f ? 0x80 : 0)); n >>= 7 } while (n > 0)
+  let packet
+  const parser = mqttPacket.parser({ protocolVersion })
+  parser.on('packet', p => { packet = p })
+  parser.parse(Buffer.concat([Buffer.from([0x20, ...length]), body]))
+  return packet
 }
 
 export const now = () => performance.timeOrigin + performance.now()

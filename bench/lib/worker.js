@@ -4,53 +4,68 @@ import net from 'node:net'
 import { parentPort, workerData } from 'node:worker_threads'
 import {
   CONNACK, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK,
-  ack, connectPacket, jsonPayload, now, packetReader, publishTemplate, readStamp, stamp, subscribePacket
+  ack, connectPacket, decodeConnack, jsonPayload, now, packetReader, publishTemplate, readStamp, stamp, subscribePacket, varint
 } from './wire.js'
 import mqttPacket from 'mqtt-packet'
 
-const { role, port } = workerData
+// protocolVersion 4 (MQTT 3.1.1, the default) or 5
+const { role, port, protocolVersion = 4 } = workerData
 
-function open (clientId, onPacket) {
+/** Connects; resolves with the socket, and with v5 the CONNACK's properties as `socket.connack`. */
+function open (clientId, onPacket, connectProperties) {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ port, host: '127.0.0.1', noDelay: true })
     const feed = packetReader((type, flags, buf, start, end) => {
       if (type === CONNACK) {
         if (buf[start + 1] !== 0) reject(new Error(`CONNACK ${buf[start + 1]} for ${clientId}`))
-        else resolve(socket)
+        else {
+          if (protocolVersion === 5) socket.connack = decodeConnack(buf, start, end, 5).properties ?? {}
+          resolve(socket)
+        }
         return
       }
       onPacket(type, flags, buf, start, end, socket)
     })
     socket.on('data', feed)
     socket.on('error', reject)
-    socket.write(connectPacket(clientId))
+    socket.write(connectPacket(clientId, { protocolVersion, properties: connectProperties }))
   })
 }
 
 // --- publishers ---------------------------------------------------------
-async function publishers ({ connections, topic, qos, perConnection, window = 100, batch = 64, payload = 'binary', rate = 0, seconds = 0 }) {
+// `alias` (v5): the first PUBLISH sets Topic Alias 1, the others carry only the alias.
+async function publishers ({ connections, topic, qos, perConnection, window = 100, batch = 64, payload = 'binary', rate = 0, seconds = 0, alias = false }) {
   const pubs = []
+  let receiveMaximum = 65535
   for (let c = 0; c < connections; c++) {
     const id = c + 1
     const t = typeof topic === 'string' ? topic.replace('{id}', String(id)) : topic
-    const template = publishTemplate(t, qos)
-    const state = { id, topic: t, template, sent: 0, inflight: 0, done: 0, socket: null, waiting: false }
+    const aliasing = alias ? { topicAlias: 1 } : {}
+    const template = publishTemplate(t, qos, undefined, { protocolVersion, ...aliasing, aliasOnly: alias })
+    const first = alias ? publishTemplate(t, qos, undefined, { protocolVersion, ...aliasing }) : template
+    const state = { id, topic: t, template, first, sent: 0, inflight: 0, done: 0, socket: null, waiting: false }
     state.socket = await open(`bench-pub-${id}-${process.pid}`, (type, _flags, buf, start) => {
       const messageId = buf.readUInt16BE(start)
       if (type === PUBACK) { state.inflight--; state.done++; pump(state) } else if (type === PUBREC) { state.socket.write(ack(PUBREL, messageId)) } else if (type === PUBCOMP) { state.inflight--; state.done++; pump(state) }
     })
+    // A v5 client keeps no more in flight than the server's Receive Maximum [MQTT-3.3.4-7].
+    receiveMaximum = Math.min(receiveMaximum, state.socket.connack?.receiveMaximum ?? 65535)
+    // a client may send no alias above the server's Topic Alias Maximum, 0 when absent [MQTT-3.3.2-9]
+    if (alias && (state.socket.connack?.topicAliasMaximum ?? 0) < 1) throw new Error(`the broker takes no topic aliases (CONNACK Topic Alias Maximum ${state.socket.connack?.topicAliasMaximum ?? 'absent: 0'})`)
     state.socket.on('drain', () => { state.waiting = false; pump(state) })
     pubs.push(state)
   }
+  window = Math.min(window, receiveMaximum)
 
   const total = perConnection
   const packet = (state, seq) => {
     if (payload === 'json') {
       return mqttPacket.generate({ cmd: 'publish', topic: state.topic, payload: jsonPayload(seq, state.id), qos, retain: false, dup: false, messageId: qos > 0 ? (seq % 65535) + 1 : undefined })
     }
-    const b = Buffer.from(state.template.bytes)
-    if (qos > 0) b.writeUInt16BE((seq % 65535) + 1, state.template.messageIdOffset)
-    stamp(b, state.template.payloadOffset, seq, state.id)
+    const template = seq === 0 ? state.first : state.template
+    const b = Buffer.from(template.bytes)
+    if (qos > 0) b.writeUInt16BE((seq % 65535) + 1, template.messageIdOffset)
+    stamp(b, template.payloadOffset, seq, state.id)
     return b
   }
 
@@ -68,7 +83,7 @@ async function publishers ({ connections, topic, qos, perConnection, window = 10
     }
   }
 
-  parentPort.postMessage({ type: 'ready' })
+  parentPort.postMessage({ type: 'ready', window })
   await new Promise(resolve => parentPort.once('message', resolve))
   const startedAt = now()
   if (rate > 0) {
@@ -105,11 +120,12 @@ async function publishers ({ connections, topic, qos, perConnection, window = 10
 }
 
 // --- subscribers --------------------------------------------------------
-async function subscribers ({ connections, filter, qos, payload = 'binary' }) {
+// `topicAliasMaximum` (v5): lets the broker send topic aliases; deliveries with an empty topic are counted.
+async function subscribers ({ connections, filter, qos, payload = 'binary', topicAliasMaximum = 0 }) {
   let expected = 0
   const subs = []
   for (let c = 0; c < connections; c++) {
-    const state = { received: 0, unique: 0, duplicates: 0, outOfOrder: 0, latencies: [], seen: new Map(), last: new Map(), first: 0, lastAt: 0 }
+    const state = { received: 0, unique: 0, duplicates: 0, outOfOrder: 0, aliased: 0, latencies: [], seen: new Map(), last: new Map(), first: 0, lastAt: 0 }
     let subacked
     const suback = new Promise(resolve => { subacked = resolve })
     const socket = await open(`bench-sub-${c}-${process.pid}`, (type, flags, buf, start, end, sock) => {
@@ -119,9 +135,14 @@ async function subscribers ({ connections, filter, qos, payload = 'binary' }) {
       const q = (flags >> 1) & 3
       const topicLength = buf.readUInt16BE(start)
       let at = start + 2 + topicLength
+      if (topicLength === 0) state.aliased++
       if (q > 0) {
         sock.write(ack(q === 1 ? PUBACK : PUBREC, buf.readUInt16BE(at)))
         at += 2
+      }
+      if (protocolVersion === 5) {
+        const { value, next } = varint(buf, at)
+        at = next + value
       }
       let seq, publisher, sentAt
       if (payload === 'json') {
@@ -142,8 +163,8 @@ async function subscribers ({ connections, filter, qos, payload = 'binary' }) {
       const last = state.last.get(publisher)
       if (last !== undefined && seq < last) state.outOfOrder++
       else state.last.set(publisher, seq)
-    })
-    socket.write(subscribePacket(filter, qos))
+    }, topicAliasMaximum ? { topicAliasMaximum } : undefined)
+    socket.write(subscribePacket(filter, qos, 1, protocolVersion))
     await suback
     subs.push({ socket, state })
   }
@@ -176,6 +197,7 @@ async function subscribers ({ connections, filter, qos, payload = 'binary' }) {
       unique: sum('unique'),
       duplicates: sum('duplicates'),
       outOfOrder: sum('outOfOrder'),
+      aliased: sum('aliased'),
       lost: Math.max(0, expected * subs.length - sum('unique')),
       first: Math.min(...subs.map(s => s.state.first).filter(Boolean)),
       last: Math.max(...subs.map(s => s.state.lastAt)),
