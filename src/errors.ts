@@ -18,6 +18,9 @@ export type ErrorCode =
   | 'ERR_INVALID_RULE'
   | 'ERR_PID_FILE'
   | 'ERR_RULES_HOST'
+  | 'ERR_CLUSTER_UNAVAILABLE'
+  | 'ERR_CLUSTER_NODE_ID_TAKEN'
+  | 'ERR_CLUSTER_EVICTED'
 
 export class SwitchyardError extends Error {
   readonly code: ErrorCode
