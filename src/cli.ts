@@ -84,7 +84,8 @@ async function start (config: Config, pretty: boolean, pidFile: string | undefin
     if (broker && !stopping) void broker.reload()
   })
   try {
-    broker = await createBroker(config, { logger })
+    // env: where cluster.passwordEnv is read (docs/cluster.md)
+    broker = await createBroker(config, { logger, env: process.env })
   } catch (err) {
     return reportError(io, err)
   }

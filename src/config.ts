@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
+import os from 'node:os'
 import path from 'node:path'
 import { z } from 'zod'
 import { ConfigError } from './errors.js'
@@ -32,8 +33,23 @@ const listener = z.discriminatedUnion('type', [tcpListener, tlsListener, wssList
 
 const persistence = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('level'), path: z.string().min(1).default('data') }),
-  z.strictObject({ type: z.literal('memory') })
+  z.strictObject({ type: z.literal('memory') }),
+  // the cluster's Redis (cluster.redis); only with "cluster", and its default there
+  z.strictObject({ type: z.literal('redis') })
 ])
+
+// Issue 13: several nodes sharing one Redis (docs/cluster.md). nodeId's
+// default, <hostname>-<first listener port>, is filled in by parseConfig.
+const cluster = z.strictObject({
+  redis: z.string().min(1).default('redis://127.0.0.1:6379/0'),
+  // the name of an environment variable holding the Redis password (not the password)
+  passwordEnv: z.string().min(1).optional(),
+  // rediss:// only: the CA that signs the Redis server's certificate (else the system's)
+  ca: z.string().min(1).optional(),
+  nodeId: z.string().optional(),
+  heartbeatMs: z.number().int().min(100).max(3_600_000).default(5000),
+  workers: z.number().int().min(1).max(256).default(1)
+})
 
 const sections = {
   // prefault: the defaults are parsed, so each listener gets its own defaults
@@ -79,7 +95,8 @@ const sections = {
     timeoutMs: z.number().int().min(1).max(60_000).default(100),
     memoryLimitMb: z.number().int().min(8).max(4096).default(32),
     maxHops: z.number().int().min(1).max(64).default(4)
-  }).prefault({})
+  }).prefault({}),
+  cluster: cluster.optional()
 }
 
 const schema = z.strictObject(sections)
@@ -95,9 +112,14 @@ export type TlsListenerConfig = Omit<z.output<typeof tlsListener>, 'cert' | 'key
 export type WssListenerConfig = Omit<z.output<typeof wssListener>, 'cert' | 'key' | 'ca'> & TlsFiles & { ca?: string }
 export type ListenerConfig = TcpListenerConfig | TlsListenerConfig | WssListenerConfig | WsListenerConfig
 
+/** The "cluster" section as validated: nodeId filled in (docs/cluster.md). */
+export type ClusterConfig = Omit<z.output<typeof cluster>, 'nodeId'> & { nodeId: string }
+
 /** The validated, path-resolved, frozen configuration. */
-export type Config = Readonly<Omit<z.output<typeof schema>, 'listeners'> & {
+export type Config = Readonly<Omit<z.output<typeof schema>, 'listeners' | 'cluster'> & {
   listeners: readonly ListenerConfig[]
+  /** Set: this broker is one node of a cluster on Redis, and persistence is { type: 'redis' }. */
+  cluster?: ClusterConfig
   /** Directory that relative paths were resolved against. */
   baseDir: string
   /** Where a development CA and server certificate are generated when a TLS listener names none. */
@@ -128,7 +150,7 @@ export function parseConfig (input: unknown, options: ParseOptions = {}): Config
   if (!result.success) {
     // Run the file and cross-field checks too, on every part that is valid on
     // its own, so one `switchyard check` shows every problem at once.
-    const raw = (typeof input === 'object' && input !== null ? input : {}) as { listeners?: unknown, auth?: unknown }
+    const raw = (typeof input === 'object' && input !== null ? input : {}) as { listeners?: unknown, auth?: unknown, cluster?: unknown, persistence?: unknown }
     const rawListeners = Array.isArray(raw.listeners) ? raw.listeners : []
     const listeners = rawListeners.map(l => listener.safeParse(l)).map(r => r.success ? r.data : undefined)
     const { listeners: resolved, problems } = resolveListeners(listeners, baseDir, devCertDir)
@@ -139,7 +161,10 @@ export function parseConfig (input: unknown, options: ParseOptions = {}): Config
       ...checkPorts(listeners),
       ...checkExposure(listeners, { allowAnonymous: rawAuth.allowAnonymous === true, passwordFile: typeof rawAuth.passwordFile === 'string' }),
       // Only with every listener known: an invalid one may be the one clients log in through.
-      ...(auth.success && listeners.every(l => l !== undefined) ? checkLogin(resolved, auth.data) : []))
+      ...(auth.success && listeners.every(l => l !== undefined) ? checkLogin(resolved, auth.data) : []),
+      ...checkClusterPersistence(raw))
+    const clusterSection = cluster.safeParse(raw.cluster)
+    if (clusterSection.success && clusterSection.data !== undefined) checkCluster(clusterSection.data, baseDir, problems)
     throw new ConfigError([...result.error.issues.map(describeIssue), ...problems], options.source)
   }
   const parsed = result.data
@@ -148,14 +173,20 @@ export function parseConfig (input: unknown, options: ParseOptions = {}): Config
   problems.push(
     ...checkPorts(listeners),
     ...checkExposure(parsed.listeners, { allowAnonymous: auth.allowAnonymous === true, passwordFile: auth.passwordFile !== undefined }),
-    ...checkLogin(listeners, auth))
+    ...checkLogin(listeners, auth),
+    ...checkClusterPersistence(input as { persistence?: unknown, cluster?: unknown }))
+  const clusterConfig = parsed.cluster === undefined ? undefined : checkCluster(parsed.cluster, baseDir, problems, listeners)
   if (problems.length > 0) throw new ConfigError(problems, options.source)
 
-  const persistence = parsed.persistence.type === 'level'
-    ? { ...parsed.persistence, path: path.resolve(baseDir, parsed.persistence.path) }
-    : parsed.persistence
+  const persistence = clusterConfig !== undefined
+    // absent or { type: 'redis' } (checkClusterPersistence): the cluster's Redis
+    ? { type: 'redis' as const }
+    : parsed.persistence.type === 'level'
+      ? { ...parsed.persistence, path: path.resolve(baseDir, parsed.persistence.path) }
+      : parsed.persistence
   const rules = { ...parsed.rules, dir: parsed.rules.dir === null ? null : path.resolve(baseDir, parsed.rules.dir) }
-  const config = deepFreeze({ ...parsed, listeners, persistence, rules, auth, baseDir, devCertDir })
+  const { cluster: _cluster, ...rest } = parsed
+  const config = deepFreeze({ ...rest, listeners, persistence, rules, auth, baseDir, devCertDir, ...(clusterConfig === undefined ? {} : { cluster: clusterConfig }) })
   validated.add(config)
   return config
 }
@@ -280,6 +311,89 @@ export function isLoopback (h: string): boolean {
 }
 
 type AuthInput = z.output<typeof sections.auth>
+
+/**
+ * With "cluster", sessions, queues and retained messages live in the
+ * cluster's Redis, shared by every node: "persistence" must be absent or
+ * { "type": "redis" }. { "type": "redis" } needs "cluster" (the Redis to use).
+ */
+function checkClusterPersistence (raw: { persistence?: unknown, cluster?: unknown } | null | undefined): string[] {
+  const type = (raw?.persistence as { type?: unknown } | undefined)?.type
+  const clustered = raw?.cluster !== undefined
+  if (clustered && raw?.persistence !== undefined && type !== 'redis') {
+    return [`persistence.type: ${JSON.stringify(type)} cannot be used with "cluster": every node must see the same sessions, offline queues and retained messages, and they live in the cluster's Redis; remove "persistence", or set it to { "type": "redis" }`]
+  }
+  if (!clustered && type === 'redis') {
+    return ['persistence.type: "redis" needs "cluster", which names the Redis server and this node; add "cluster": { "redis": "redis://127.0.0.1:6379/0" }, or use { "type": "level" } for a single broker']
+  }
+  return []
+}
+
+// Redis keys built from the node and broker ids are split on ':', and the
+// node id is a topic level ($SYS/switchyard/nodes/<nodeId>/...).
+const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+
+/** The cluster section, checked, with its nodeId filled in and `ca` resolved. `listeners`: for the default nodeId. */
+function checkCluster (c: z.output<typeof cluster>, baseDir: string, problems: string[], listeners?: readonly ListenerConfig[]): ClusterConfig {
+  problems.push(...checkRedisUrl(c.redis, c.passwordEnv !== undefined))
+  const ca = c.ca === undefined ? undefined : path.resolve(baseDir, c.ca)
+  if (c.ca !== undefined) {
+    if (!c.redis.startsWith('rediss://')) problems.push('cluster.ca: only used with TLS; write cluster.redis as rediss://..., or remove "ca"')
+    if (!existsSync(ca!)) problems.push(`cluster.ca: file not found: ${c.ca} (resolved to ${ca}); give the PEM file of the CA that signed the Redis server's certificate`)
+  }
+  if (c.passwordEnv !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(c.passwordEnv)) {
+    problems.push(`cluster.passwordEnv: ${JSON.stringify(c.passwordEnv)} is not an environment variable name; give the variable's name (e.g. "REDIS_PASSWORD"), not the password`)
+  }
+  if (c.workers > 1) {
+    // Accepted and ignored would be a silent fallback: refused until `switchyard start` forks them.
+    problems.push(`cluster.workers: ${c.workers} worker processes are not supported yet; run one process per node (workers: 1) and start more nodes on other ports, behind the load balancer (docs/cluster.md)`)
+  }
+  if (c.nodeId !== undefined) {
+    if (c.nodeId.includes(':')) {
+      problems.push(`cluster.nodeId: ${JSON.stringify(c.nodeId)} must not contain ':' (Redis keys are split on it); use letters, digits, '.', '_' and '-'`)
+    } else if (!NODE_ID.test(c.nodeId)) {
+      problems.push(`cluster.nodeId: ${JSON.stringify(c.nodeId)} must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit (it is a topic level in $SYS/switchyard/nodes/<nodeId>/)`)
+    }
+  }
+  return { ...c, nodeId: c.nodeId ?? defaultNodeId(listeners ?? []), ...(ca === undefined ? {} : { ca }) }
+}
+
+/** <hostname>-<first listener port>: stable across restarts on one machine (docs/cluster.md). */
+function defaultNodeId (listeners: readonly ListenerConfig[]): string {
+  const host = os.hostname().replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 48) || 'node'
+  const first = listeners[0]
+  return first === undefined ? host : `${host}-${first.port}`
+}
+
+function checkRedisUrl (value: string, passwordFromEnv: boolean): string[] {
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    return [`cluster.redis: ${JSON.stringify(redactUrl(value))} is not a URL; write redis://[user:password@]host[:port][/db], or rediss:// for TLS`]
+  }
+  const problems: string[] = []
+  const shown = JSON.stringify(redactUrl(value))
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    problems.push(`cluster.redis: ${shown} must start with redis:// or rediss:// (TLS)`)
+  }
+  if (url.hostname === '') problems.push(`cluster.redis: ${shown} names no host; write redis://host[:port][/db]`)
+  if (url.pathname !== '' && url.pathname !== '/' && !/^\/\d{1,5}$/.test(url.pathname)) {
+    problems.push(`cluster.redis: ${shown}: the path must be a database number (e.g. /0)`)
+  }
+  if (url.search !== '' || url.hash !== '') {
+    problems.push(`cluster.redis: ${shown}: query parameters and fragments are not supported; give only redis://[user:password@]host[:port][/db]`)
+  }
+  if (passwordFromEnv && url.password !== '') {
+    problems.push('cluster.passwordEnv: the password is also in cluster.redis; give it in one place (remove it from the URL to keep it out of the config file)')
+  }
+  return problems
+}
+
+/** The URL with its password masked, for messages and logs. */
+function redactUrl (value: string): string {
+  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*:)[^@/]*@/i, '$1***@')
+}
 
 function resolveAuth (auth: AuthInput, baseDir: string, problems: string[]): AuthInput {
   const out: AuthInput = { ...auth }

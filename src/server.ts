@@ -1,6 +1,7 @@
 import { Authenticator } from './auth/authenticator.js'
 import { createBrokerCore, type BrokerCore, type ClientInfo, type Counters } from './broker/aedes.js'
 import { Bus, type MessageHandler } from './bus.js'
+import type { ClusterContext } from './cluster/context.js'
 import { EventHub, type BrokerEvents, type BrokerEventName } from './events.js'
 import type { Hooks } from './hooks.js'
 import { API_ORIGIN, BROKER_ORIGIN, type PublishInput } from './message.js'
@@ -44,6 +45,11 @@ export interface BrokerOptions {
    * functions cannot come from a JSON file.
    */
   hooks?: Hooks
+  /**
+   * Where `cluster.passwordEnv` is looked up (the CLI passes process.env).
+   * Only the cluster's Redis password is read from it.
+   */
+  env?: Readonly<Record<string, string | undefined>>
 }
 
 /** broker.rules: call it for every rule's state; add and remove rules from code. */
@@ -147,8 +153,22 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
   const tlsMaterial = loadListenersTls(cfg, logger)
   const gate = new ConnectionGate(cfg.limits.maxConnections)
   const counters = createCounters()
-  // The one place the store is wrapped (persistence.ts), before Aedes stores anything.
-  const opened = await openPersistence(cfg.persistence)
+  // A cluster node (docs/cluster.md): its Redis connections, then Aedes's
+  // emitter on them; membership, wills and readiness join through cluster.use().
+  // Loaded only then: a single broker never loads ioredis.
+  const cluster: ClusterContext | undefined = cfg.cluster === undefined
+    ? undefined
+    : await (await import('./cluster/context.js')).openCluster(cfg.cluster, { logger, env: options.env })
+  let opened: Awaited<ReturnType<typeof openPersistence>>
+  let mq: object | undefined
+  try {
+    if (cluster) mq = await (await import('./cluster/emitter.js')).openEmitter(cluster)
+    // The one place the store is wrapped (persistence.ts), before Aedes stores anything.
+    opened = await openPersistence(cfg.persistence, cluster)
+  } catch (err) {
+    await cluster?.close()
+    throw err
+  }
   // Every routed message passes the bus once: subscribers, events, rules.
   const bus = new Bus(logger)
   const events = new EventHub(bus, logger)
@@ -163,10 +183,22 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
         }
       }
     })
-    core = await createBrokerCore({ limits: cfg.limits, mqtt: cfg.mqtt, persistence: wrapped.persistence, counters, auth, logger, bus, events, hooks: options.hooks })
+    core = await createBrokerCore({
+      limits: cfg.limits,
+      mqtt: cfg.mqtt,
+      persistence: wrapped.persistence,
+      counters,
+      auth,
+      logger,
+      bus,
+      events,
+      hooks: options.hooks,
+      ...(cluster && mq ? { cluster: { brokerId: cluster.brokerId, mq, heartbeatMs: cluster.config.heartbeatMs } } : {})
+    })
   } catch (err) {
     // Release the store (and LevelDB's lock), so that a retry in this process can open it.
     await opened.store.destroy().catch(() => {})
+    await cluster?.close()
     throw err
   }
   const { persistence, retained, probe } = wrapped
@@ -211,9 +243,18 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
   const health = async (): Promise<Health> => {
     const listeners = bound.map(b => ({ type: b.type, port: b.port, up: b.listening }))
     const store = await withTimeout(probe(), 2000, 'persistence did not answer within 2 s').then(() => ({ ok: true }), (err: Error) => ({ ok: false, error: err.message }))
-    return { ok: store.ok && listeners.every(l => l.up), listeners, persistence: store }
+    // A cluster node: its parts' health too (src/cluster/context.ts).
+    const parts = cluster?.health()
+    const ok = store.ok && listeners.every(l => l.up) && (parts?.ok ?? true)
+    return { ok, listeners, persistence: store, ...(cluster && parts ? { cluster: { nodeId: cluster.nodeId, ...parts } } : {}) }
   }
   try {
+    // A cluster node's parts join here, with cluster.use({ name, start, health, close })
+    // (src/cluster/context.ts): membership.ts (refuses a live node with this
+    // nodeId, heartbeats with core's stats), wills.ts (publishes a dead node's
+    // wills through core), readiness.ts (cluster.events: Redis up or down).
+    // Their start() runs here, before any client can connect.
+    await cluster?.start()
     // Rules first: clients that connect find them loaded.
     await engine.start()
     for (const [i, l] of cfg.listeners.entries()) bound.push(await startListener(l, tlsMaterial[i], ctx))
@@ -230,6 +271,7 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
     gate.destroyAll()
     await engine.close()
     await core.close()
+    await cluster?.close()
     throw err
   }
   for (const b of bound) {
@@ -308,6 +350,8 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
         if (admin) stopped.push(admin.close())
         await engine.close()
         await Promise.all(stopped.concat(closeCore(core, gate)))
+        // After the store: membership leaves the registry last.
+        await cluster?.close()
         logger.info('broker closed')
       })()
       return closing

@@ -40,8 +40,10 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
   // Aedes publishes $SYS/<id>/new/clients, new/subscribes, new/unsubscribes,
   // disconnect/clients, heartbeat and birth for itself (and for a cluster):
   // they name every client and its subscriptions, so no client receives them,
-  // whatever the ACL (see authorizeForward).
-  const brokerId = randomUUID()
+  // whatever the ACL (see authorizeForward). A cluster node's is fresh at
+  // each start too: `<nodeId>-<uuid>` (src/cluster/context.ts).
+  const cluster = options.cluster
+  const brokerId = cluster?.brokerId ?? randomUUID()
   const internalSys = SYS_PREFIX + brokerId + '/'
   const authHooks = createAuthHooks({ auth, registry, counters, logger, hooks, internalSys })
   // A v5 client within the Receive Maximum must never trip Aedes's own bound
@@ -52,6 +54,8 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
   const aedes = await Aedes.createBroker({
     id: brokerId,
     persistence,
+    // A cluster node: messages cross nodes through Redis (src/cluster/emitter.ts).
+    ...(cluster === undefined ? {} : { mq: cluster.mq, heartbeatInterval: cluster.heartbeatMs }),
     drainTimeout: DRAIN_TIMEOUT_MS,
     // MQTT 5 Receive Maximum: per client, QoS 1/2 deliveries in flight or
     // waiting for a slot beyond limits.maxQueuedMessages are dropped (deliveryDropped below)

@@ -41,6 +41,18 @@ export interface BrokerCoreOptions {
   events?: EventHub
   /** The application's auth hooks, run after the password file and the ACL (src/hooks.ts). */
   hooks?: Hooks
+  /** Set on a cluster node (src/cluster/, docs/cluster.md). */
+  cluster?: CoreCluster
+}
+
+/** What the broker core takes from a cluster node's context (src/cluster/context.ts). */
+export interface CoreCluster {
+  /** Aedes's broker id: `<nodeId>-<uuid>`, fresh at each start (ClusterContext.brokerId). */
+  brokerId: string
+  /** Aedes's emitter: mqemitter-redis (src/cluster/emitter.ts), shared by every node through Redis. */
+  mq: object
+  /** cluster.heartbeatMs: Aedes's own heartbeat ($SYS/<brokerId>/heartbeat). */
+  heartbeatMs: number
 }
 
 export interface BrokerCore {

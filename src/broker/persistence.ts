@@ -16,7 +16,7 @@ import { guardRetainedReplay } from './persistence/retained-replay.js'
 import { forward, type AedesPersistence } from './persistence/store.js'
 import { sysRetainedInMemory } from './persistence/sys-retained.js'
 
-export { openPersistence, type OpenedStore, type StoreHealth } from './persistence/open.js'
+export { openPersistence, type OpenedStore, type SharedStore, type StoreHealth } from './persistence/open.js'
 export type { AedesPersistence } from './persistence/store.js'
 /** What the broker core is given: the wrapped store. */
 export type Persistence = AedesPersistence
@@ -41,17 +41,27 @@ export interface WrappedPersistence {
  * the same method: the retained count sees $SYS/ only to skip it; the queue
  * cap's clear goes through the clean-ack shortcut (a clean session has no
  * stored queue to count) and its outgoingUpdate through the ordering.
+ * A shared store (the cluster's Redis) counts queues and retained messages
+ * itself, from what every node stored: counts kept in this process would
+ * see only this node's (issue 13).
  */
 export async function wrapPersistence (base: OpenedStore, options: PersistenceOptions): Promise<WrappedPersistence> {
   let p = forward(base.store)
   p = sysRetainedInMemory(p)
-  const counted = await countRetained(p)
-  p = counted.persistence
+  let retained: { readonly size: number }
+  if (base.shared) {
+    retained = base.shared.retained
+  } else {
+    const counted = await countRetained(p)
+    p = counted.persistence
+    retained = counted.retained
+  }
   p = guardRetainedReplay(p)
   p = skipCleanAcks(p)
   p = orderPerClient(p)
-  p = capOutgoingQueue(p, options.maxQueuedMessages, options.onQueueDrop)
+  if (base.shared) base.shared.capQueues(options.maxQueuedMessages, options.onQueueDrop)
+  else p = capOutgoingQueue(p, options.maxQueuedMessages, options.onQueueDrop)
   // Above the cap: what must not be queued takes no slot.
   p = dollarTopicsNotQueuedForWildcards(p)
-  return { persistence: p, retained: counted.retained, probe: base.probe }
+  return { persistence: p, retained, probe: base.probe }
 }

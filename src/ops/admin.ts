@@ -14,6 +14,8 @@ export interface Health {
   ok: boolean
   listeners: Array<{ type: string, port: number, up: boolean }>
   persistence: { ok: boolean, error?: string }
+  /** A cluster node: its cluster parts' health (src/cluster/context.ts); not ok turns /healthz 503. */
+  cluster?: { nodeId: string, ok: boolean, errors: string[] }
 }
 
 export interface AdminSource {

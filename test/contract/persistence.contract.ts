@@ -4,7 +4,9 @@
  * One suite, run over every store kind by test/integration/persistence-contract.test.ts,
  * on real stores. Each layer's tests name the layer they stand for.
  */
+import { createRequire } from 'node:module'
 import { describe, expect, onTestFinished, test } from 'vitest'
+import type { ClusterContext } from '../../src/cluster/context.js'
 import type { Config } from '../../src/config.js'
 import { openPersistence, wrapPersistence, type Persistence } from '../../src/broker/persistence.js'
 import type { QueuedPacket } from '../../src/broker/persistence/store.js'
@@ -14,6 +16,10 @@ export interface StoreKind {
   /** A new, empty store's config. Opened again after destroy(), a durable store holds what was written. */
   config(): Config['persistence']
   durable: boolean
+  /** Whether it keeps MQTT 5 session expiry records (default: durable). */
+  sessionExpiry?: boolean
+  /** The cluster context a { type: 'redis' } store is opened on, closed after the test. */
+  cluster?(): Promise<ClusterContext>
 }
 
 interface Opened {
@@ -26,7 +32,16 @@ interface Opened {
   close(): Promise<void>
 }
 
-const BROKER = { id: 'contract-broker' }
+// What a store may use of Aedes: its id, and (aedes-persistence-redis's
+// broadcast of subscriptions between nodes) subscribe and publish on its emitter.
+type Listener = (packet: object, done: () => void) => void
+const emitter = (createRequire(import.meta.url)('mqemitter') as () => { on(t: string, f: Listener, d?: () => void): void, removeListener(t: string, f: Listener, d?: () => void): void, emit(p: object, d?: () => void): void })()
+const BROKER = {
+  id: 'contract-broker',
+  subscribe: (topic: string, f: Listener, done?: () => void) => emitter.on(topic, f, done),
+  unsubscribe: (topic: string, f: Listener, done?: () => void) => emitter.removeListener(topic, f, done),
+  publish: (packet: object, done?: () => void) => emitter.emit(packet, done)
+}
 const CLIENT = { id: 'c1', clean: false }
 let counter = 0
 
@@ -47,7 +62,9 @@ const payloads = async (stream: AsyncIterable<unknown>) => (await all<{ payload:
 export function persistenceContract (kind: StoreKind): void {
   /** Opens the wrapped store as the broker does, set up as Aedes does; closed after the test. */
   async function open (config = kind.config(), maxQueuedMessages = 1000): Promise<Opened> {
-    const opened = await openPersistence(config)
+    const cluster = kind.cluster ? await kind.cluster() : undefined
+    if (cluster) onTestFinished(() => cluster.close())
+    const opened = await openPersistence(config, cluster)
     const drops: string[] = []
     const { persistence, retained } = await wrapPersistence(opened, { maxQueuedMessages, onQueueDrop: id => drops.push(id) })
     await persistence.setup(BROKER)
@@ -223,8 +240,8 @@ export function persistenceContract (kind: StoreKind): void {
 
     // level-store.ts; vendor/aedes/aedes.js restoreSessions
     describe('MQTT 5 session expiry records', () => {
-      if (!kind.durable) {
-        test('a store that does not survive a restart has none (Aedes then records nothing)', async () => {
+      if (!(kind.sessionExpiry ?? kind.durable)) {
+        test('a store that keeps none (memory; Redis, where the timers stay on each node) has none of the methods (Aedes then records nothing)', async () => {
           const { p } = await open()
           expect([p.putSessionExpiry, p.delSessionExpiry, p.streamSessionExpiry]).toEqual([undefined, undefined, undefined])
         })

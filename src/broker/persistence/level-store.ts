@@ -30,7 +30,7 @@ const outgoingKey = (clientId: string, brokerId: string, brokerCounter: number):
 /** Every key under a prefix ending in ':' (as the store's prefixRange). */
 const under = (prefix: string) => ({ gte: prefix, lt: `${prefix.slice(0, -1)};` })
 
-interface Publish {
+export interface Publish {
   cmd?: string
   topic: string
   payload: Buffer
@@ -51,7 +51,7 @@ interface Publish {
  * null (Aedes sets a resolved topicAlias to undefined), and mqtt-packet
  * refuses a null property value by destroying the connection it writes to.
  */
-function presentProperties (properties: Record<string, unknown>): Record<string, unknown> | undefined {
+export function presentProperties (properties: Record<string, unknown>): Record<string, unknown> | undefined {
   let kept: Record<string, unknown> | undefined
   for (const [name, value] of Object.entries(properties)) {
     if (value !== undefined && value !== null) (kept ??= {})[name] = value
@@ -59,8 +59,8 @@ function presentProperties (properties: Record<string, unknown>): Record<string,
   return kept
 }
 
-/** A packet read back from the store, its properties as they were written. */
-function readBack<T> (packet: T): T {
+/** A packet read back from the store, its properties as they were written. (The Redis store too: src/cluster/store.ts.) */
+export function readBack<T> (packet: T): T {
   const p = packet as { properties?: Record<string, unknown> | null }
   if (p.properties === null) {
     delete p.properties
@@ -83,9 +83,10 @@ async function * readingBack (stream: Readable): AsyncGenerator<unknown> {
  * store copies the packet with its own aedes-packet 3, which predates both,
  * so a queued message lost its user properties, content type, response topic,
  * correlation data, payload format indicator and expiry. No messageId: one is
- * given at delivery (outgoingUpdate).
+ * given at delivery (outgoingUpdate). The Redis store writes the same
+ * entry (src/cluster/store.ts).
  */
-function queued (packet: Publish): Publish {
+export function queued (packet: Publish): Publish {
   const entry: Publish = {
     cmd: packet.cmd ?? 'publish',
     brokerId: packet.brokerId,

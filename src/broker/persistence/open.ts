@@ -1,12 +1,15 @@
 /*
- * Opens the configured store: memory (aedes-persistence) or LevelDB
- * (aedes-persistence-level, completed for MQTT 5 sessions by level-store.ts).
+ * Opens the configured store: memory (aedes-persistence), LevelDB
+ * (aedes-persistence-level, completed for MQTT 5 sessions by level-store.ts)
+ * or, for a cluster node, the cluster's Redis (aedes-persistence-redis,
+ * completed by src/cluster/store.ts).
  * What Switchyard adds on top is in the layers beside this file, stacked by
  * wrapPersistence (../persistence.ts).
  */
 import { mkdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { Level } from 'level'
+import type { ClusterContext } from '../../cluster/context.js'
 import type { Config } from '../../config.js'
 import { SwitchyardError } from '../../errors.js'
 import { completeLevelStore } from './level-store.js'
@@ -27,10 +30,30 @@ export interface StoreHealth {
 export interface OpenedStore {
   store: AedesPersistence
   probe: StoreHealth['probe']
+  /**
+   * Set for a store several brokers share (the cluster's Redis): what
+   * persistence.ts would otherwise count in this process, the store counts
+   * itself, across every node.
+   */
+  shared?: SharedStore
 }
 
-export async function openPersistence (config: Config['persistence']): Promise<OpenedStore> {
+export interface SharedStore {
+  /** limits.maxQueuedMessages, on each queue's length in the store, atomically with the enqueue (0: none). */
+  capQueues(max: number, onDrop: (clientId: string) => void): void
+  /** The retained messages outside $SYS/ in the store, whichever node stored them. */
+  readonly retained: { readonly size: number }
+}
+
+/** `cluster`: the node's context, for { type: 'redis' } (server.ts opens it first). */
+export async function openPersistence (config: Config['persistence'], cluster?: ClusterContext): Promise<OpenedStore> {
   if (config.type === 'memory') return { store: memoryPersistence(), probe: async () => {} }
+  if (config.type === 'redis') {
+    if (cluster === undefined) throw new SwitchyardError('ERR_PERSISTENCE', 'persistence.type: "redis" is the cluster\'s store: it needs "cluster" (and the node\'s cluster context)')
+    // loaded only for a cluster node: a single broker never loads the Redis packages
+    const redis = (await import('../../cluster/store.js')).openRedisStore(cluster)
+    return { store: redis.store, probe: redis.probe, shared: { capQueues: redis.capQueues, retained: redis.retained } }
+  }
   mkdirSync(config.path, { recursive: true })
   const db = new Level<string, Buffer>(config.path, { valueEncoding: 'buffer' })
   try {
