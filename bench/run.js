@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [--only=qos0,fanout|mqtt5] [--brokers=switchyard-memory,aedes-memory]
+// npm run bench [-- --quick] [--only=qos0,fanout|mqtt5|cluster] [--brokers=switchyard-memory,aedes-memory]
 //                 [--switchyard-dist=/tmp/before/dist [--switchyard-label=switchyard@aedes-1.2]]
 //
 // Runs every scenario against each broker in turn, in one run on this
@@ -11,14 +11,19 @@
 // build (another checkout's dist/, with its own node_modules beside it) to
 // every 3.1.1 scenario Switchyard runs, as broker `switchyard-before`, and
 // prints a before/after table: the same scenarios, one run, one machine.
+// --only=cluster runs the cluster scenarios (issue 13; they need redis-server):
+// single node (memory, LevelDB), one node on Redis, two nodes, workers: 2.
 import { spawnSync } from 'node:child_process'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
-import { BROKERS, addSwitchyardBuild, cpuMicros, freePort, hasMosquitto, peakRss, removeDir, rss, tempDir } from './lib/brokers.js'
+import { BROKERS, addSwitchyardBuild, cpuMicros, freePort, hasMosquitto, hasRedis, peakRss, removeDir, rss, tempDir } from './lib/brokers.js'
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
-const GROUPS = { mqtt5: ['qos0', 'qos1', 'v5-qos0', 'v5-qos1', 'v5-qos0-long', 'v5-qos0-alias', 'v5-qos1-long', 'v5-qos1-alias'] }
+const GROUPS = {
+  mqtt5: ['qos0', 'qos1', 'v5-qos0', 'v5-qos1', 'v5-qos0-long', 'v5-qos0-alias', 'v5-qos1-long', 'v5-qos1-alias'],
+  cluster: ['cluster-qos0', 'cluster-qos1', 'cluster-qos1-persistent', 'cluster-pairs-qos0', 'cluster-pairs-qos1', 'cluster-latency-qos0', 'cluster-latency-qos1']
+}
 const only = args.find(a => a.startsWith('--only='))?.slice(7).split(',').flatMap(id => GROUPS[id] ?? [id])
 const brokerArg = args.find(a => a.startsWith('--brokers='))?.slice(10).split(',')
 const beforeDist = args.find(a => a.startsWith('--switchyard-dist='))?.slice(18)
@@ -46,6 +51,9 @@ const PLAIN = ['switchyard-memory', 'aedes-memory', 'mosquitto']
 const OURS = ['switchyard-memory']
 // MQTT 5 clients (publishers and subscribers): Switchyard, bare Aedes (the same vendored beta), Mosquitto
 const V5 = ['switchyard-memory', 'aedes-memory', 'mosquitto']
+// Issue 13: single node (memory, LevelDB) against one node on Redis, two nodes (publisher on one, subscriber
+// on the other), and cluster.workers 2 in one `switchyard start` (docs/benchmarks.md#cluster-on-redis-issue-13)
+const CLUSTER = ['switchyard-memory', 'switchyard-level', 'switchyard-redis', 'switchyard-redis-2nodes', 'switchyard-workers2']
 // 64 bytes, where a topic alias saves something: 'bench/1/...' (the 3.1.1 scenarios' topic is 9 bytes)
 const LONG_TOPIC = 'bench/{id}/site-0042/building-07/floor-3/room-311/sensor-0000123/t'
 const LONG_FILTER = 'bench/+/site-0042/#'
@@ -73,7 +81,19 @@ const SCENARIOS = [
   { id: 'rules1000-one', title: '1,000 rules, one matching each message', brokers: OURS, baseline: 'rule', flow: { qos: 0, pubs: 1, subs: 1, perPub: n(60_000, 15_000), json: true, rules: thousandRules, topic: 'site/537/SN-{id}/temperature', filter: 'out/#', settleMs: 10_000 } },
   { id: 'retained', title: `retained replay of ${quick ? '5,000' : '20,000'} messages to a new # subscriber`, brokers: ALL, retained: { count: n(20_000, 5_000), qos: 0 } },
   { id: 'idle', title: `${quick ? '2,000' : '10,000'} idle connections`, brokers: PLAIN, idle: n(10_000, 2_000) },
-  { id: 'startup', title: 'start-up with 100 rules', brokers: OURS, startup: hundredRules }
+  { id: 'startup', title: 'start-up with 100 rules', brokers: OURS, startup: hundredRules },
+  // Issue 13: the cost of the cluster, CPU counted over every node process and redis-server. A 30 s grace:
+  // a QoS 0 flood into one node on Redis is delivered seconds late (not lost), and 3 s would count it lost
+  // (BENCH_GRACE_MS sets the other scenarios' grace)
+  { id: 'cluster-qos0', title: 'cluster, QoS 0, 1 → 1', brokers: CLUSTER, cluster: true, flow: { graceMs: 30_000, qos: 0, pubs: 1, subs: 1, perPub: n(100_000, 20_000) } },
+  { id: 'cluster-qos1', title: 'cluster, QoS 1, 1 → 1', brokers: CLUSTER, cluster: true, flow: { graceMs: 30_000, qos: 1, pubs: 1, subs: 1, perPub: n(20_000, 5_000) } },
+  // 8 publisher → subscriber pairs, each on its own topic: the load node:cluster can spread over the workers
+  { id: 'cluster-pairs-qos0', title: 'cluster, QoS 0, 8 pairs 1 → 1', brokers: CLUSTER, cluster: true, flow: { graceMs: 30_000, qos: 0, pubs: 8, subs: 8, pairs: true, perPub: n(25_000, 5_000) } },
+  { id: 'cluster-pairs-qos1', title: 'cluster, QoS 1, 8 pairs 1 → 1', brokers: CLUSTER, cluster: true, flow: { graceMs: 30_000, qos: 1, pubs: 8, subs: 8, pairs: true, perPub: n(5_000, 1_000) } },
+  // the latency a client sees below saturation (the flood scenarios' p99 is queueing)
+  { id: 'cluster-latency-qos0', title: 'cluster, latency at 5,000 msg/s, QoS 0', brokers: CLUSTER, cluster: true, flow: { qos: 0, pubs: 1, subs: 1, rate: 5000, seconds: n(5, 2) } },
+  { id: 'cluster-latency-qos1', title: 'cluster, latency at 5,000 msg/s, QoS 1', brokers: CLUSTER, cluster: true, flow: { qos: 1, pubs: 1, subs: 1, rate: 5000, seconds: n(5, 2) } },
+  { id: 'cluster-qos1-persistent', title: 'cluster, QoS 1, 1 → 1 persistent session', brokers: CLUSTER, cluster: true, flow: { graceMs: 30_000, qos: 1, pubs: 1, subs: 1, perPub: n(20_000, 5_000), persistent: true } }
 ]
 
 function ensureMosquitto () {
@@ -115,20 +135,26 @@ async function runFlow (brokerKey, flow) {
   try {
     const payload = flow.json ? 'json' : 'binary'
     const topic = flow.topic ?? (flow.json ? 'tb/mqtt-integration-tutorial/sensors/SN-{id}/temperature' : 'bench/{id}/t')
-    const filter = flow.filter ?? (flow.json ? 'devices/+/telemetry' : 'bench/+/t')
+    const filter = flow.filter ?? (flow.json ? 'devices/+/telemetry' : flow.pairs ? 'bench/{id}/t' : 'bench/+/t')
     const protocolVersion = flow.protocolVersion ?? 4
-    const sub = startWorker({ role: 'subscribers', port, protocolVersion, connections: flow.subs, filter, qos: flow.qos, payload, topicAliasMaximum: flow.alias ? 10 : 0 })
+    // two cluster nodes: the subscriber on the second (broker.subPort), the publisher on the first
+    const sub = startWorker({ role: 'subscribers', port: broker.subPort ?? port, protocolVersion, connections: flow.subs, filter, qos: flow.qos, payload, topicAliasMaximum: flow.alias ? 10 : 0, clean: !flow.persistent })
     ready(await sub.next(), sub)
     const pub = startWorker({ role: 'publishers', port, protocolVersion, connections: flow.pubs, topic, qos: flow.qos, perConnection: flow.perPub ?? 0, payload, rate: flow.rate ?? 0, seconds: flow.seconds ?? 0, alias: flow.alias ?? false })
     const { window } = ready(await pub.next(), pub, sub)
-    if (!flow.rate) sub.worker.postMessage({ type: 'expect', perSubscriber: flow.pubs * flow.perPub })
-    const cpu0 = cpuMicros(broker.pid)
+    // pairs: subscriber i takes publisher i's messages only
+    if (!flow.rate) sub.worker.postMessage({ type: 'expect', perSubscriber: flow.pairs ? flow.perPub : flow.pubs * flow.perPub })
+    // a cluster: every node process (with its workers) and redis-server (/proc/<pid>/stat before and after)
+    const cpuAll = () => [broker.pid, ...(broker.extraPids ?? [])].reduce((sum, p) => sum + cpuMicros(p), 0)
+    const cpu0 = cpuAll()
+    const redis0 = broker.redisPid ? cpuMicros(broker.redisPid) : 0
     pub.worker.postMessage({ type: 'go' })
     const sent = await pub.next()
     if (flow.rate) sub.worker.postMessage({ type: 'expect', perSubscriber: sent.sent })
-    sub.worker.postMessage({ type: 'finish', graceMs: 3000 })
+    sub.worker.postMessage({ type: 'finish', graceMs: flow.graceMs ?? Number(process.env.BENCH_GRACE_MS ?? 3000) })
     const done = await sub.next()
-    const cpu = cpuMicros(broker.pid) - cpu0
+    const cpu = cpuAll() - cpu0
+    const redisCpu = broker.redisPid ? cpuMicros(broker.redisPid) - redis0 : undefined
     const peak = peakRss(broker.pid)
     pub.worker.postMessage({ type: 'close' })
     await pub.next()
@@ -147,6 +173,7 @@ async function runFlow (brokerKey, flow) {
       duplicates: done.duplicates,
       outOfOrder: done.outOfOrder,
       cpuPerMsg: cpu / Math.max(1, done.received),
+      ...(redisCpu === undefined ? {} : { redisCpuPerMsg: redisCpu / Math.max(1, done.received) }),
       peakRss: peak
     }
   } finally {
@@ -233,10 +260,13 @@ async function main () {
     if (only && !only.includes(scenario.id)) continue
     results[scenario.id] = {}
     // the second build joins every 3.1.1 scenario Switchyard runs, right after it
-    const brokers = beforeDist && !scenario.v5 ? scenario.brokers.flatMap(k => k === 'switchyard-memory' ? [k, 'switchyard-before'] : [k]) : scenario.brokers
+    const brokers = beforeDist && !scenario.v5 && !scenario.cluster ? scenario.brokers.flatMap(k => k === 'switchyard-memory' ? [k, 'switchyard-before'] : [k]) : scenario.brokers
     for (const key of brokers) {
       if (brokerArg && !brokerArg.includes(key) && !(key === 'switchyard-before' && brokerArg.includes('switchyard-memory'))) continue
       if (key === 'mosquitto' && !withMosquitto) continue
+      if (key.startsWith('switchyard-redis') || key === 'switchyard-workers2') {
+        if (!hasRedis()) { console.log(`${scenario.id.padEnd(15)} ${BROKERS[key].label.padEnd(20)} skipped: redis-server is not installed (apt-get install redis-server)`); continue }
+      }
       let r
       try {
         if (scenario.idle) r = await runIdle(key, scenario.idle)
@@ -252,9 +282,26 @@ async function main () {
     }
   }
   console.log(`# ${((Date.now() - started) / 1000).toFixed(0)} s\n`)
-  console.log(table(results))
+  if (SCENARIOS.some(s => !s.v5 && !s.cluster && results[s.id])) console.log(table(results))
   if (SCENARIOS.some(s => s.v5 && results[s.id])) console.log(`\n${v5Table(results)}`)
   if (beforeDist) console.log(`\n${beforeAfterTable(results)}`)
+  if (SCENARIOS.some(s => s.cluster && results[s.id])) console.log(`\n${clusterTable(results)}`)
+}
+
+/** The cluster on Redis against the single node (memory, LevelDB), scenario by scenario, same run. */
+function clusterTable (results) {
+  const rows = ['| cluster scenario | setup | msg/s | ÷ single (memory) | CPU µs/msg, all processes | of which redis-server | ÷ single (memory) | p99 ms | lost, dup, ooo |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+  for (const s of SCENARIOS.filter(x => x.cluster)) {
+    const r = results[s.id]
+    if (!r) continue
+    const base = r['switchyard-memory']
+    for (const key of CLUSTER) {
+      const x = r[key]
+      if (!x) continue
+      rows.push(`| ${s.title} | ${BROKERS[key].label} | ${fmt.rate(x.msgPerSec)} | ${fmt.ratio(x.msgPerSec / base?.msgPerSec)} | ${fmt.us(x.cpuPerMsg)} | ${x.redisCpuPerMsg === undefined ? '-' : fmt.us(x.redisCpuPerMsg)} | ${fmt.ratio(x.cpuPerMsg / base?.cpuPerMsg)} | ${fmt.ms(x.p99)} | ${losses(x)} |`)
+    }
+  }
+  return rows.join('\n')
 }
 
 function line (r) {
@@ -263,6 +310,7 @@ function line (r) {
   if (r.startupMs !== undefined) return `start-up ${fmt.ms(r.startupMs)} ms, with 100 rules ${fmt.ms(r.startupWithRulesMs)} ms`
   return `${fmt.rate(r.msgPerSec)} msg/s, p50 ${fmt.ms(r.p50)} ms, p99 ${fmt.ms(r.p99)} ms, max ${fmt.ms(r.max)} ms, ` +
     `lost ${r.lost}, dup ${r.duplicates}, out-of-order ${r.outOfOrder}, CPU ${fmt.us(r.cpuPerMsg)} µs/msg, peak RSS ${fmt.mb(r.peakRss)} MiB` +
+    (r.redisCpuPerMsg !== undefined ? ` (redis-server ${fmt.us(r.redisCpuPerMsg)})` : '') +
     (r.window !== undefined ? `, window ${r.window}` : '') + (r.aliased ? `, ${fmt.rate(r.aliased)} delivered with a topic alias only` : '')
 }
 
@@ -320,7 +368,7 @@ function table (results) {
   const rows = ['| scenario | Switchyard msg/s | ÷ Aedes | ÷ Mosquitto | Switchyard CPU µs/msg | ÷ Aedes | ÷ Mosquitto | p99 ms (S / A / M) | lost, dup, ooo |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
   for (const s of SCENARIOS) {
     const r = results[s.id]
-    if (!r || s.v5) continue
+    if (!r || s.v5 || s.cluster) continue
     const sy = r['switchyard-memory']
     const a = r['aedes-memory']
     const m = r.mosquitto

@@ -5,10 +5,11 @@
  * parameters (test/unit/cli-*.test.ts runs them in process);
  * test/unit/process-boundary.test.ts keeps `process` out of every other file.
  */
+import nodeCluster from 'node:cluster'
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { createBroker, type Broker } from './server.js'
-import { loadConfig, type Config } from './config.js'
+import { forWorker, loadConfig, type Config } from './config.js'
 import { SwitchyardError } from './errors.js'
 import { createLogger } from './log.js'
 import { parseCommand } from './cli/args.js'
@@ -17,6 +18,7 @@ import { reportError, usage, type Output } from './cli/io.js'
 import { runPasswd } from './cli/passwd.js'
 import { createPrompt } from './cli/prompt.js'
 import { runRuleTest } from './cli/rule-test.js'
+import { READY_MESSAGE, WORKER_ENV, prepareDevCertificates, runPrimary, workerNodeId } from './cli/workers.js'
 
 const io: Output = {
   out: text => { process.stdout.write(text) },
@@ -43,12 +45,44 @@ export async function main (argv: string[]): Promise<number> {
   switch (command.name) {
     case 'check': return runCheck(config, command.config, io)
     case 'rule test': return runRuleTest(config, command.file, command.options, io)
-    case 'start': return start(config, command.pretty || process.stdout.isTTY === true, command.pidFile)
+    case 'start': {
+      const pretty = command.pretty || process.stdout.isTTY === true
+      // cluster.workers > 1: this process is the primary, or one of the workers it forked (src/cli/workers.ts)
+      if (config.cluster !== undefined && config.cluster.workers > 1) {
+        if (nodeCluster.isPrimary) return startPrimary(config, pretty, command.pidFile)
+        const index = Number(process.env[WORKER_ENV])
+        const nodeId = workerNodeId(config.cluster.nodeId, index)
+        // the primary writes the pid file; each worker tells it when its broker listens
+        return start(forWorker(config, nodeId), pretty, undefined, { index, onReady: () => process.send?.({ type: READY_MESSAGE, nodeId }) })
+      }
+      return start(config, pretty, command.pidFile)
+    }
   }
 }
 
-async function start (config: Config, pretty: boolean, pidFile: string | undefined): Promise<number> {
-  const logger = createLogger(config.log, { pretty })
+/** The primary of cluster.workers > 1: forks the workers and supervises them (src/cli/workers.ts). */
+async function startPrimary (config: Config, pretty: boolean, pidFile: string | undefined): Promise<number> {
+  const logger = createLogger(config.log, { pretty }).child({ primary: true })
+  try {
+    prepareDevCertificates(config, logger)
+  } catch (err) {
+    return reportError(io, err)
+  }
+  const primary = runPrimary({
+    workers: config.cluster!.workers,
+    nodeId: config.cluster!.nodeId,
+    logger,
+    fork: env => nodeCluster.fork(env),
+    onSignal: (signal, handler) => { process.on(signal, handler) },
+    ...(pidFile === undefined ? {} : { onReady: () => writePidFile(pidFile) })
+  })
+  if (process.env.npm_lifecycle_event !== undefined) onParentExit(() => primary.stop('parent exited'))
+  return primary.exited
+}
+
+async function start (config: Config, pretty: boolean, pidFile: string | undefined, worker?: { index: number, onReady: () => void }): Promise<number> {
+  // several workers write to one stdout: each line says which (the primary logs each worker's nodeId and pid)
+  const logger = worker ? createLogger(config.log, { pretty }).child({ worker: worker.index }) : createLogger(config.log, { pretty })
   let resolveExit!: (code: number) => void
   const exit = new Promise<number>(resolve => { resolveExit = resolve })
   let broker: Broker | undefined
@@ -97,7 +131,8 @@ async function start (config: Config, pretty: boolean, pidFile: string | undefin
       return reportError(io, err)
     }
   }
-  if (process.env.npm_lifecycle_event !== undefined) onParentExit(() => onSignal('parent exited'))
+  worker?.onReady()
+  if (process.env.npm_lifecycle_event !== undefined && !worker) onParentExit(() => onSignal('parent exited'))
   if (stopping) shutdown()
   return exit
 }

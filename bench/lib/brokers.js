@@ -1,7 +1,7 @@
 // The brokers under test, each started in its own process, and what /proc
 // says about their CPU time and memory.
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -28,7 +28,81 @@ export const BROKERS = {
   'switchyard-level': { label: 'Switchyard (level)', start: (o) => switchyard('level', o) },
   'aedes-memory': { label: 'Aedes (memory)', start: (o) => node([path.join(ROOT, 'bench/aedes-server.js'), String(o.port), 'memory'], o) },
   'aedes-level': { label: 'Aedes (level)', start: (o) => node([path.join(ROOT, 'bench/aedes-server.js'), String(o.port), 'level', path.join(o.dir, 'data')], o) },
-  mosquitto: { label: 'Mosquitto', start: (o) => mosquitto(o) }
+  mosquitto: { label: 'Mosquitto', start: (o) => mosquitto(o) },
+  // Issue 13, a cluster on Redis (docs/cluster.md): each starts a redis-server of its own (AOF on, everysec, as
+  // docs/cluster.md asks), whose CPU is counted with the broker's (`extraPids`).
+  'switchyard-redis': { label: 'Switchyard (1 node, Redis)', start: (o) => switchyardCluster(o, { nodes: 1 }) },
+  // the subscriber on the second node (`subPort`): every message crosses nodes through Redis
+  'switchyard-redis-2nodes': { label: 'Switchyard (2 nodes, Redis)', start: (o) => switchyardCluster(o, { nodes: 2 }) },
+  // one `switchyard start` with cluster.workers 2: node:cluster shares the port, each connection goes to either worker
+  'switchyard-workers2': { label: 'Switchyard (workers: 2)', start: (o) => switchyardCluster(o, { nodes: 1, workers: 2 }) }
+}
+
+export function hasRedis () {
+  return spawnSync('sh', ['-c', `command -v ${REDIS_SERVER}`]).status === 0
+}
+
+const REDIS_SERVER = process.env.REDIS_SERVER ?? 'redis-server'
+
+/** A redis-server on a free port in o.dir, then `nodes` Switchyard processes on it (each with `workers`). */
+async function switchyardCluster (o, { nodes, workers = 1 }) {
+  const redisPort = await freePort()
+  const redisDir = path.join(o.dir, 'redis')
+  mkdirSync(redisDir, { recursive: true })
+  const redis = await proc(REDIS_SERVER, ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', redisDir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--daemonize', 'no', '--logfile', ''], { ...o, port: redisPort }, null)
+  const started = []
+  try {
+    for (let i = 0; i < nodes; i++) {
+      const port = i === 0 ? o.port : await freePort()
+      const dir = path.join(o.dir, `node-${i}`)
+      mkdirSync(dir, { recursive: true })
+      const config = {
+        listeners: [{ type: 'tcp', port }],
+        log: { level: 'warn' },
+        limits: { maxConnections: 19_000 },
+        rules: { dir: null },
+        cluster: { redis: `redis://127.0.0.1:${redisPort}/0`, nodeId: `bench-${i}`, workers }
+      }
+      const file = path.join(dir, 'switchyard.json')
+      writeFileSync(file, JSON.stringify(config))
+      // the pid file is written once every worker listens (with workers, the port accepts as soon as the first does)
+      const pidFile = path.join(dir, 'switchyard.pid')
+      const node = await proc(process.execPath, ['--no-node-snapshot', path.join(ROOT, 'bin/switchyard.js'), 'start', '--config', file, '--pid-file', pidFile], { ...o, dir, port }, null)
+      node.port = port
+      started.push(node)
+      await until(() => existsSync(pidFile), 15_000)
+    }
+  } catch (err) {
+    for (const n of started) await n.stop()
+    await redis.stop()
+    throw err
+  }
+  const [first, second] = started
+  return {
+    pid: first.pid,
+    // the second node, where the subscriber connects
+    ...(second ? { subPort: second.port } : {}),
+    extraPids: [...started.slice(1).map(n => n.pid), redis.pid],
+    redisPid: redis.pid,
+    startupMs: first.startupMs,
+    output: () => started.map(n => n.output()).join(''),
+    async stop () {
+      for (const n of started) await n.stop()
+      await redis.stop()
+      // Redis closes a pub/sub connection whose unsent output passes client-output-buffer-limit
+      // (pubsub 32mb 8mb 60 by default): what that node had not read yet is lost
+      const cut = redis.output().split('\n').filter(l => l.includes('output buffer limits')).length
+      if (cut > 0) console.log(`# redis-server closed ${cut} client connection(s) over client-output-buffer-limit`)
+    }
+  }
+}
+
+async function until (check, timeoutMs) {
+  const deadline = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting for the pid file')
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
 }
 
 /**

@@ -12,7 +12,7 @@ import mqttPacket from 'mqtt-packet'
 const { role, port, protocolVersion = 4 } = workerData
 
 /** Connects; resolves with the socket, and with v5 the CONNACK's properties as `socket.connack`. */
-function open (clientId, onPacket, connectProperties) {
+function open (clientId, onPacket, connectProperties, clean = true) {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ port, host: '127.0.0.1', noDelay: true })
     const feed = packetReader((type, flags, buf, start, end) => {
@@ -28,7 +28,7 @@ function open (clientId, onPacket, connectProperties) {
     })
     socket.on('data', feed)
     socket.on('error', reject)
-    socket.write(connectPacket(clientId, { protocolVersion, properties: connectProperties }))
+    socket.write(connectPacket(clientId, { clean, protocolVersion, properties: connectProperties }))
   })
 }
 
@@ -121,7 +121,8 @@ async function publishers ({ connections, topic, qos, perConnection, window = 10
 
 // --- subscribers --------------------------------------------------------
 // `topicAliasMaximum` (v5): lets the broker send topic aliases; deliveries with an empty topic are counted.
-async function subscribers ({ connections, filter, qos, payload = 'binary', topicAliasMaximum = 0 }) {
+// clean: false makes each subscriber a persistent session (QoS 1/2 deliveries then go through its stored queue)
+async function subscribers ({ connections, filter, qos, payload = 'binary', topicAliasMaximum = 0, clean = true }) {
   let expected = 0
   const subs = []
   for (let c = 0; c < connections; c++) {
@@ -163,8 +164,9 @@ async function subscribers ({ connections, filter, qos, payload = 'binary', topi
       const last = state.last.get(publisher)
       if (last !== undefined && seq < last) state.outOfOrder++
       else state.last.set(publisher, seq)
-    }, topicAliasMaximum ? { topicAliasMaximum } : undefined)
-    socket.write(subscribePacket(filter, qos, 1, protocolVersion))
+    }, topicAliasMaximum ? { topicAliasMaximum } : undefined, clean)
+    // 'bench/{id}/t': subscriber c takes publisher c+1's messages only (pairs)
+    socket.write(subscribePacket(filter.replace('{id}', String(c + 1)), qos, 1, protocolVersion))
     await suback
     subs.push({ socket, state })
   }
