@@ -191,6 +191,14 @@ export function parseConfig (input: unknown, options: ParseOptions = {}): Config
   return config
 }
 
+/** A validated config as one worker of cluster.workers runs it (src/cli/workers.ts): the same, under its own node id. */
+export function forWorker (config: Config, nodeId: string): Config {
+  if (config.cluster === undefined) throw new TypeError('forWorker: the config has no "cluster"')
+  const copy = deepFreeze({ ...config, cluster: { ...config.cluster, nodeId } })
+  validated.add(copy)
+  return copy
+}
+
 type ParsedListener = z.output<typeof listener>
 
 /** Resolves TLS file paths; `undefined` entries (invalid listeners) keep their index for messages. */
@@ -344,9 +352,10 @@ function checkCluster (c: z.output<typeof cluster>, baseDir: string, problems: s
   if (c.passwordEnv !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(c.passwordEnv)) {
     problems.push(`cluster.passwordEnv: ${JSON.stringify(c.passwordEnv)} is not an environment variable name; give the variable's name (e.g. "REDIS_PASSWORD"), not the password`)
   }
-  if (c.workers > 1) {
-    // Accepted and ignored would be a silent fallback: refused until `switchyard start` forks them.
-    problems.push(`cluster.workers: ${c.workers} worker processes are not supported yet; run one process per node (workers: 1) and start more nodes on other ports, behind the load balancer (docs/cluster.md)`)
+  // workers > 1: `switchyard start` forks that many nodes (src/cli/workers.ts), named <nodeId>-w<i>.
+  // Only here, under "cluster": without it each process would need the LevelDB directory, which one process locks.
+  if (c.workers > 1 && c.nodeId !== undefined && c.nodeId.length + `-w${c.workers - 1}`.length > 64) {
+    problems.push(`cluster.nodeId: ${JSON.stringify(c.nodeId)} is too long for ${c.workers} workers: each worker is <nodeId>-w<i>, at most 64 characters; shorten it`)
   }
   if (c.nodeId !== undefined) {
     if (c.nodeId.includes(':')) {
@@ -445,7 +454,9 @@ function describeIssue (issue: z.core.$ZodIssue): string {
       return issue.keys.map(k => key === '(top level)' && k === 'hooks'
         // Functions cannot come from a JSON file, so they are not config: see docs/embedding.md.
         ? 'hooks: not a config key; pass hooks as an option: createBroker(config, { hooks })'
-        : `${key === '(top level)' ? '' : key + '.'}${k}: unknown key; remove it or check its spelling in docs/configuration.md`).join('\n  ')
+        : key === '(top level)' && k === 'workers'
+          ? 'workers: not a top-level key; several worker processes need "cluster" ("cluster": { "workers": N }) and its Redis: without a cluster each process would need the LevelDB directory, and LevelDB cannot be shared between processes'
+          : `${key === '(top level)' ? '' : key + '.'}${k}: unknown key; remove it or check its spelling in docs/configuration.md`).join('\n  ')
     case 'invalid_union':
       if ('options' in issue && Array.isArray(issue.options)) {
         return `${key}: must be one of ${issue.options.map(o => JSON.stringify(o)).join(', ')}`

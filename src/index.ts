@@ -3,7 +3,7 @@
  * here, and package.json "exports" names only this module.
  */
 export { createBroker } from './server.js'
-export type { Broker, BrokerOptions, BrokerRules, BrokerStats, ListenerAddress } from './server.js'
+export type { Broker, BrokerOptions, BrokerRules, BrokerStats, ClusterView, ListenerAddress } from './server.js'
 export { loadConfig, parseConfig } from './config.js'
 export type { Config, ConfigInput, ListenerConfig, ParseOptions } from './config.js'
 export type { Message, MessageProperties, Origin, PropertiesInput, PublishInput, QoS, UserProperties } from './message.js'

@@ -1,7 +1,10 @@
 import { Authenticator } from './auth/authenticator.js'
 import { createBrokerCore, type BrokerCore, type ClientInfo, type Counters } from './broker/aedes.js'
 import { Bus, type MessageHandler } from './bus.js'
+import os from 'node:os'
 import type { ClusterContext } from './cluster/context.js'
+import type { ClusterNode } from './cluster/node.js'
+import type { NodeInfo } from './cluster/membership.js'
 import { EventHub, type BrokerEvents, type BrokerEventName } from './events.js'
 import type { Hooks } from './hooks.js'
 import { API_ORIGIN, BROKER_ORIGIN, type PublishInput } from './message.js'
@@ -77,6 +80,17 @@ export interface ListenerAddress {
   readonly path?: string
 }
 
+/** GET /api/cluster and broker.cluster(). */
+export interface ClusterView {
+  /** This node. */
+  nodeId: string
+  nodes: NodeInfo[]
+  /** Summed across the nodes listed. */
+  totals: { nodes: number, clients: number, messagesPerSecond: number }
+  /** This node's readiness (Redis outages, refused publishes), wills of dead nodes it published, QoS 0 it dropped while Redis was away. */
+  self: ReturnType<ClusterNode['stats']>
+}
+
 export interface BrokerStats extends Counters {
   connectedClients: number
   openConnections: number
@@ -111,6 +125,8 @@ export interface Broker {
   stats(): BrokerStats
   /** The connected clients, as GET /api/clients shows them. */
   clients(): ClientInfo[]
+  /** A cluster node: GET /api/cluster (every node, their sums, this node's counters). */
+  cluster?(): Promise<ClusterView>
   /** What GET /healthz answers: every listener up, persistence writable. */
   health(): Promise<Health>
   /** The Prometheus text that GET /metrics serves. */
@@ -173,7 +189,30 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
   const bus = new Bus(logger)
   const events = new EventHub(bus, logger)
   let wrapped: Awaited<ReturnType<typeof wrapPersistence>>
+  // eslint-disable-next-line prefer-const -- assigned below, read late by the cluster node's callbacks
   let core: BrokerCore
+  // A cluster node's membership, wills and readiness (src/cluster/node.ts),
+  // started with cluster.start(); evicted: the node closes itself.
+  const late = { close: async (): Promise<void> => {} }
+  let rate = { at: performance.now(), received: 0, perSecond: 0 }
+  const node: ClusterNode | undefined = cluster && (await import('./cluster/node.js')).attachClusterNode(cluster, {
+    address: `${os.hostname()}:${cfg.listeners[0]?.port ?? 0}`,
+    stats: () => {
+      const c = core.counters
+      const received = c.publishReceived[0] + c.publishReceived[1] + c.publishReceived[2]
+      const now = performance.now()
+      if (now - rate.at >= 100) rate = { at: now, received, perSecond: (received - rate.received) / ((now - rate.at) / 1000) }
+      return { clients: core.connectedClients, messagesPerSecond: rate.perSecond }
+    },
+    publishWill: will => core.publishWill(will),
+    connectedWills: () => core.connectedWills(),
+    onEvicted: err => {
+      logger.error({ err: err.message }, 'this cluster node was evicted; closing')
+      // The survivors publish its clients' wills (wills.ts): not this node too.
+      core.dropWills()
+      void late.close()
+    }
+  })
   try {
     wrapped = await wrapPersistence(opened, {
       maxQueuedMessages: cfg.limits.maxQueuedMessages,
@@ -193,7 +232,7 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
       bus,
       events,
       hooks: options.hooks,
-      ...(cluster && mq ? { cluster: { brokerId: cluster.brokerId, mq, heartbeatMs: cluster.config.heartbeatMs } } : {})
+      ...(cluster && mq ? { cluster: { brokerId: cluster.brokerId, mq, heartbeatMs: cluster.config.heartbeatMs, ...(node ? { gate: node.gate } : {}) } } : {})
     })
   } catch (err) {
     // Release the store (and LevelDB's lock), so that a retry in this process can open it.
@@ -215,7 +254,8 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
     feed: bus,
     logger,
     onDuration: (rule, ms) => durations.observe(rule, ms),
-    flow: core
+    flow: core,
+    ...(cluster ? { nodeId: cluster.nodeId } : {})
   })
   const stats: SysSource = {
     counters: () => core.counters,
@@ -226,11 +266,20 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
     subscriptions: () => core.subscriptionCount(),
     rules: () => engine.rules(),
     offlineClients: async () => (await persistence.countOffline()).clientsCount,
+    ...(node
+      ? {
+          cluster: () => {
+            const s = node.stats()
+            return { nodeId: node.nodeId, ...s.readiness, qos0Dropped: s.qos0Dropped, willsPublished: s.wills.published, willsFailed: s.wills.failed }
+          }
+        }
+      : {}),
     publish: (topic, payload) => core.publish({ topic, payload: Buffer.from(payload), qos: 0, retain: true, origin: BROKER_ORIGIN })
   }
   const metrics = new Metrics(stats)
   durations.observe = (rule, ms) => metrics.observeRule(rule, ms)
-  const sys = new SysPublisher(stats, cfg.sys.interval, VERSION)
+  // A cluster node's values also go to $SYS/switchyard/nodes/<nodeId>/..., which cross nodes.
+  const sys = new SysPublisher(stats, cfg.sys.interval, VERSION, cluster?.nodeId)
 
   const ctx: ListenerContext = {
     gate,
@@ -238,6 +287,8 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
     maxPacketSize: cfg.limits.maxPacketSize,
     onTransportError: (listener, remote, err) => logger.debug({ listener, remote, err: err.message }, 'transport error; connection closed')
   }
+  // A cluster node names itself on each of its clients (the others' are on their own nodes' /api/clients).
+  const listClients = (): ClientInfo[] => cluster ? core.clients().map(c => ({ ...c, node: cluster.nodeId })) : core.clients()
   const bound: BoundListener[] = []
   let admin: AdminServer | undefined
   const health = async (): Promise<Health> => {
@@ -246,7 +297,7 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
     // A cluster node: its parts' health too (src/cluster/context.ts).
     const parts = cluster?.health()
     const ok = store.ok && listeners.every(l => l.up) && (parts?.ok ?? true)
-    return { ok, listeners, persistence: store, ...(cluster && parts ? { cluster: { nodeId: cluster.nodeId, ...parts } } : {}) }
+    return { ok, listeners, persistence: store, ...(cluster && parts ? { cluster: { nodeId: cluster.nodeId, ...parts, ...(node ? { redis: node.health() } : {}) } } : {}) }
   }
   try {
     // A cluster node's parts join here, with cluster.use({ name, start, health, close })
@@ -263,7 +314,8 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
         metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
         health,
         rules: () => engine.rules(),
-        clients: () => core.clients()
+        clients: () => listClients(),
+        ...(node ? { cluster: () => clusterView(node) } : {})
       }, err => logger.error({ err }, 'admin request failed'))
     }
   } catch (err) {
@@ -300,7 +352,7 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
       return ruleSources.code.remove(name)
     }
   })
-  return {
+  const broker: Broker = {
     listeners: Object.freeze(bound.map(({ type, host, port, path }) => Object.freeze(path === undefined ? { type, host, port } : { type, host, port, path }))),
     admin: admin ? Object.freeze({ host: admin.host, port: admin.port }) : undefined,
     config: cfg,
@@ -318,7 +370,8 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
       refusedConnections: gate.refused,
       rulesHostPid: engine.hostPid
     }),
-    clients: () => core.clients(),
+    clients: () => listClients(),
+    ...(node ? { cluster: () => clusterView(node) } : {}),
     health,
     metrics: () => metrics.text(),
     rules,
@@ -356,6 +409,27 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
       })()
       return closing
     }
+  }
+  late.close = broker.close
+  return broker
+}
+
+/**
+ * GET /api/cluster: every node (membership.ts: id, address, last heartbeat,
+ * clients, messages per second), their sums, and this node's own cluster
+ * counters. Rejects with ERR_CLUSTER_UNAVAILABLE while Redis is away.
+ */
+async function clusterView (node: ClusterNode): Promise<ClusterView> {
+  const nodes = await node.nodes()
+  return {
+    nodeId: node.nodeId,
+    nodes,
+    totals: {
+      nodes: nodes.length,
+      clients: nodes.reduce((n, x) => n + x.clients, 0),
+      messagesPerSecond: Math.round(nodes.reduce((n, x) => n + x.messagesPerSecond, 0) * 100) / 100
+    },
+    self: node.stats()
   }
 }
 

@@ -9,18 +9,18 @@
 import { randomUUID } from 'node:crypto'
 import type { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
-import { Aedes, type AedesPublishPacket } from '../../vendor/aedes/aedes.js'
+import { Aedes, type AedesPublishPacket, type Client } from '../../vendor/aedes/aedes.js'
 import { SwitchyardError } from '../errors.js'
 import { coalesceWrites, guardPacketSize, guardTopics, holdable } from './connection.js'
 import { Fifo } from './fifo.js'
 import { createCounters } from './counters.js'
-import type { BrokerCore, BrokerCoreOptions } from './core.js'
+import type { BrokerCore, BrokerCoreOptions, CoreClusterGate, CoreWill } from './core.js'
 import { boundStalledDeliveries, DRAIN_TIMEOUT_MS } from './stall.js'
-import { ackAfterStore, clientById, clientParser, connectedClients, emitterBacklog, patchDeliveries, pauseInput, readNextBatch, replaceEmitterQueues, setServerKeepAlive, subscriptionCount, subscriptionFilters, writeConnack } from './internals.js'
+import { ackAfterStore, onRoutingError, clientById, clientParser, connectedClients, emitterBacklog, patchDeliveries, pauseInput, readNextBatch, replaceEmitterQueues, setServerKeepAlive, subscriptionCount, subscriptionFilters, writeConnack } from './internals.js'
 import { ClientRegistry } from './registry.js'
 import { createAuthHooks, SYS_PREFIX } from './auth-hooks.js'
 import { createPublishedHook, markOrigin } from './tap.js'
-import { ConnackCode, connackRefusal } from './reason-codes.js'
+import { ConnackCode, connackRefusal, ReasonCode } from './reason-codes.js'
 import { protocolLevel, watchClients } from './client-events.js'
 import { MQTT_DEFAULTS } from '../config.js'
 
@@ -46,6 +46,9 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
   const brokerId = cluster?.brokerId ?? randomUUID()
   const internalSys = SYS_PREFIX + brokerId + '/'
   const authHooks = createAuthHooks({ auth, registry, counters, logger, hooks, internalSys })
+  // A cluster node's readiness and wills (src/cluster/node.ts): see clusterHooks.
+  const gate = cluster?.gate
+  const clusterWills = gate === undefined ? undefined : new ClusterWills(gate)
   // A v5 client within the Receive Maximum must never trip Aedes's own bound
   // on unacknowledged inbound QoS 2 (maxInflightInbound, 1000 by default,
   // for 3.1.1 clients too), which closes the connection. (The option is
@@ -78,6 +81,14 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
     preConnect (client, packet, callback) {
       counters.connects++
       const version = packet.protocolVersion ?? 4
+      // A cluster node while Redis is unreachable (src/cluster/readiness.ts):
+      // the client's session cannot be read. CONNACK 0x03 / v5 0x88.
+      if (gate !== undefined && !gate.ready()) {
+        const refusal = connackRefusal(ConnackCode.SERVER_UNAVAILABLE, version)
+        logger.info({ clientId: packet.clientId.slice(0, 64), connack: refusal.name }, 'Redis unreachable; connection refused')
+        writeConnack(client, refusal.code, () => callback(new Error('Redis unreachable'), false), version)
+        return
+      }
       // [MQTT-3.1.3-8] in MQTT 3.1.1 a zero-length client id requires a
       // clean session; Aedes 1.2 accepted it anyway, so answer CONNACK 0x02
       // ourselves. MQTT 5 allows it with Clean Start 0 too: Aedes assigns an
@@ -104,6 +115,7 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
       callback(null, true)
     },
     ...authHooks,
+    ...(gate === undefined || clusterWills === undefined ? {} : clusterHooks(authHooks, gate, clusterWills, logger)),
     // The one tap to the bus (tap.ts).
     published: createPublishedHook(counters, bus, registry)
   })
@@ -114,6 +126,7 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
   // QoS 1: PUBACK only once the message is stored (internals.ts, issue 9 finding 1).
   const holdPubacks = ackAfterStore(aedes)
   watchClients(aedes, { registry, counters, logger, events })
+  if (gate !== undefined && clusterWills !== undefined) clusterWills.attach(aedes)
   // MQTT 5 deliveries not sent to a client (vendor/aedes/lib/outbound.js): too
   // many waiting for its Receive Maximum, or over its Maximum Packet Size.
   aedes.on('deliveryDropped', (client, _packet, reason) => {
@@ -190,6 +203,47 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
       })
     },
 
+    publishWill (will) {
+      if (aedes.closed) return Promise.reject(new SwitchyardError('ERR_CLOSED', 'broker is closed'))
+      // As Aedes publishes a previous run's will (publishWill with client
+      // null): the tap sees clientId on the packet (willClientId), so the
+      // rules see the client's will.
+      const packet = {
+        cmd: 'publish' as const,
+        topic: will.topic,
+        payload: will.payload,
+        qos: will.qos,
+        retain: will.retain,
+        dup: false,
+        clientId: will.clientId,
+        ...(will.properties === undefined ? {} : { properties: { ...will.properties } })
+      } as unknown as AedesPublishPacket
+      return new Promise((resolve, reject) => {
+        aedes.authorizePublish(null as unknown as Client, packet, (err?: Error | null) => {
+          // Denied ($SYS, the drop prefix): dropped, as Aedes drops such a will.
+          if (err) return resolve()
+          aedes.publish(packet, (e?: Error | null) => e ? reject(new SwitchyardError('ERR_PUBLISH', `will on ${will.topic} failed: ${e.message}`, { cause: e })) : resolve())
+        })
+      })
+    },
+
+    dropWills () {
+      for (const client of connectedClients(aedes)) {
+        const c = client as unknown as { will: unknown, _will: unknown }
+        c.will = null
+        c._will = null
+      }
+      const broker = aedes as unknown as { delayedWills: Map<string, unknown>, clearDelayedWill(id: string): void }
+      for (const id of [...broker.delayedWills.keys()]) broker.clearDelayedWill(id)
+    },
+
+    connectedWills () {
+      return connectedClients(aedes).map(client => {
+        const will = (client as unknown as { will?: CoreWill | null }).will ?? null
+        return { clientId: client.id, will, ...(client.version === 5 ? { sessionExpiryInterval: (client as unknown as { sessionExpiryInterval: number }).sessionExpiryInterval } : {}) }
+      })
+    },
+
     publish (message) {
       if (aedes.closed) return Promise.reject(new SwitchyardError('ERR_CLOSED', 'broker is closed'))
       // Checked by the caller (publish-input.ts, outputs.ts); the origin rides on the packet to the tap.
@@ -221,6 +275,111 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
         await persistence.destroy()
       })()
       return closing
+    }
+  }
+}
+
+/*
+ * A cluster node's wills (src/cluster/wills.ts) follow each connection:
+ * recorded before CONNACK, forgotten when the connection ends cleanly or
+ * this node published the will, marked delayed while a Will Delay Interval
+ * runs here. `latest` is the connection whose record this node owns for a
+ * client id: a connection taken over on this node must not forget the
+ * record its successor just made.
+ */
+class ClusterWills {
+  readonly #gate: CoreClusterGate
+  readonly #latest = new Map<string, Client>()
+  readonly #delayed = new WeakSet<Client>()
+
+  constructor (gate: CoreClusterGate) { this.#gate = gate }
+
+  async connected (client: Client): Promise<void> {
+    this.#latest.set(client.id, client)
+    const raw = (client as unknown as { _will?: CoreWill | null })._will ?? null
+    const expiry = client.version === 5 ? (client as unknown as { sessionExpiryInterval?: number }).sessionExpiryInterval : undefined
+    try {
+      await this.#gate.connected(client.id, raw, expiry)
+    } catch (err) {
+      if (this.#latest.get(client.id) === client) this.#latest.delete(client.id)
+      throw err
+    }
+  }
+
+  #settled (client: Client | null): void {
+    if (client === null || this.#latest.get(client.id) !== client) return
+    this.#latest.delete(client.id)
+    this.#gate.forget(client.id)
+  }
+
+  attach (aedes: Aedes): void {
+    const broker = aedes as unknown as {
+      publishWill(client: Client | null, will: unknown, clientId?: string): void
+      scheduleWill(client: Client, will: unknown, delay: number): void
+      delayedWills: Map<string, unknown>
+    }
+    const publishWill = broker.publishWill.bind(aedes)
+    broker.publishWill = (client, will, clientId) => {
+      publishWill(client, will, clientId ?? client?.id)
+      this.#settled(client)
+    }
+    const scheduleWill = broker.scheduleWill.bind(aedes)
+    broker.scheduleWill = (client, will, delay) => {
+      scheduleWill(client, will, delay)
+      if (broker.delayedWills.has(client.id) && this.#latest.get(client.id) === client) {
+        this.#delayed.add(client)
+        this.#gate.disconnected(client.id)
+      }
+    }
+    aedes.on('clientDisconnect', client => {
+      if (!this.#delayed.has(client)) this.#settled(client)
+    })
+    // A store operation failed while routing: readiness looks again now.
+    onRoutingError(aedes, err => this.#gate.reportFailure(err, 'store'))
+    // Wills are wills.ts's: Aedes's sweep of dead brokers' wills is off
+    // (its store hooks are no-ops too, src/cluster/store.ts).
+    clearInterval((aedes as unknown as { _clearWillInterval?: NodeJS.Timeout })._clearWillInterval)
+  }
+}
+
+/** authenticate and authorizePublish with a cluster node's will record and readiness gate. */
+function clusterHooks (hooks: ReturnType<typeof createAuthHooks>, gate: CoreClusterGate, wills: ClusterWills, logger: BrokerCoreOptions['logger']): Pick<ReturnType<typeof createAuthHooks>, 'authenticate' | 'authorizePublish'> {
+  return {
+    authenticate (client, username, password, callback) {
+      hooks.authenticate(client, username, password, (err, ok) => {
+        if (err || !ok) return callback(err, ok)
+        wills.connected(client).then(() => callback(null, true), (e: Error) => {
+          logger.warn({ clientId: client.id, err: e.message }, 'cannot record the client\'s will in Redis; connection refused')
+          callback(Object.assign(new Error('Redis unreachable'), { returnCode: ConnackCode.SERVER_UNAVAILABLE }), false)
+        })
+      })
+    },
+    authorizePublish (client, packet, callback) {
+      // A will (client null) and QoS 0 while ready go straight on.
+      if (client === null) return hooks.authorizePublish(client, packet, callback)
+      const drop = (): void => {
+        // Nothing stored, nothing acknowledged (vendor/aedes publish.js).
+        ;(packet as { _notAuthorized?: boolean })._notAuthorized = true
+        callback(null)
+      }
+      if (packet.qos === 0) {
+        if (gate.ready()) return hooks.authorizePublish(client, packet, callback)
+        gate.droppedQos0()
+        return drop()
+      }
+      const refuse = (): void => {
+        logger.info({ clientId: client.id, topic: packet.topic }, 'Redis unreachable; QoS 1/2 publish not acknowledged, connection closed')
+        drop()
+        const c = client as unknown as { version: number, disconnect(opts: object, done: () => void): void, close(done?: () => void): void }
+        // 0x89 Server busy: 0x88 (Server unavailable) is a CONNACK code only, and
+        // MQTT.js rejects a DISCONNECT carrying it ("Invalid disconnect reason code").
+        if (c.version === 5) c.disconnect({ reasonCode: ReasonCode.SERVER_BUSY }, () => {})
+        else c.close()
+      }
+      const admitted = gate.admit(packet.payload.length + Buffer.byteLength(packet.topic))
+      if (admitted === true) return hooks.authorizePublish(client, packet, callback)
+      if (admitted === false) return refuse()
+      admitted.then(ok => ok ? hooks.authorizePublish(client, packet, callback) : refuse(), () => refuse())
     }
   }
 }

@@ -23,6 +23,8 @@ export interface ClientInfo {
   /** The MQTT protocol level the client connected with: 3 (MQTT 3.1), 4 (3.1.1) or 5. */
   protocolVersion: 3 | 4 | 5
   subscriptions: string[]
+  /** A cluster node: the nodeId of the node the client is connected to (only this node's clients are listed). */
+  node?: string
 }
 
 export interface BrokerCoreOptions {
@@ -53,6 +55,38 @@ export interface CoreCluster {
   mq: object
   /** cluster.heartbeatMs: Aedes's own heartbeat ($SYS/<brokerId>/heartbeat). */
   heartbeatMs: number
+  /** The node's readiness and wills (src/cluster/node.ts); absent in tests of the bare store and emitter. */
+  gate?: CoreClusterGate
+}
+
+/** A will as the core hands it to the cluster (wills.ts records it, encoded). */
+export interface CoreWill {
+  topic: string
+  payload: Buffer
+  qos: 0 | 1 | 2
+  retain: boolean
+  properties?: Readonly<Record<string, unknown>>
+}
+
+/**
+ * What the core consults on a cluster node (src/cluster/node.ts), wired in
+ * aedes.ts: readiness.ts's gate and wills.ts's records.
+ */
+export interface CoreClusterGate {
+  /** False while Redis is unreachable: a CONNECT is refused with Server unavailable. */
+  ready(): boolean
+  /** After authentication, before CONNACK: records (or with null deletes) the client's will cluster-wide. Rejects: CONNACK Server unavailable. */
+  connected(clientId: string, will: CoreWill | null, sessionExpiryInterval: number | undefined): Promise<void>
+  /** The client's will is settled on this node (clean disconnect, or published by this node). */
+  forget(clientId: string): void
+  /** Unclean disconnect with a Will Delay Interval running on this node. */
+  disconnected(clientId: string): void
+  /** A QoS 1/2 PUBLISH of `bytes` from a client: true go on, false refuse (close, no ack), or wait. */
+  admit(bytes: number): boolean | Promise<boolean>
+  /** A QoS 0 PUBLISH dropped while not ready. */
+  droppedQos0(): void
+  /** A store or emitter operation failed. */
+  reportFailure(err: unknown, name?: string): void
 }
 
 export interface BrokerCore {
@@ -68,6 +102,16 @@ export interface BrokerCore {
   resume(clientId: string): void
   /** Serve one connection. `remote` is the peer address; `identity` the client certificate's CN, on a useIdentityAsUsername listener. */
   handle(stream: Duplex, remote: string, identity?: string): void
+  /** A dead node's will, as its client's (client null, clientId set): authorized as a will is, then published. Denied: dropped. */
+  publishWill(will: CoreWill & { clientId: string }): Promise<void>
+  /**
+   * A cluster node that was evicted (declared dead): the survivors publish
+   * its clients' wills, so this node drops them (and its delayed ones) before
+   * it closes, lest they go out twice.
+   */
+  dropWills(): void
+  /** The connected clients' wills (a cluster records them again after Redis lost its data). */
+  connectedWills(): Array<{ clientId: string, will: CoreWill | null, sessionExpiryInterval?: number }>
   /** Publishes as `message.origin` says (the broker, the application, a rule), with its MQTT 5 `properties` if any; the bus sees it with that origin. */
   publish(message: Message): Promise<void>
   /** Stop reading from clients, let queued deliveries drain, close clients, then persistence. */

@@ -59,6 +59,8 @@ export interface ClusterContext {
   readonly store: Redis
   /** A new connection with the cluster's settings (URL, credentials, redis.ts's options), watched and closed with the context. */
   connect(name: string): Promise<Redis>
+  /** Every connection made so far (the store's, the emitter's, the parts'), by name: readiness.ts watches them. */
+  connections(): ReadonlyArray<{ readonly name: string, readonly redis: Redis }>
   /** Adds a part; its start() runs in start(), its close() in close(). */
   use(part: ClusterPart): void
   /** Runs every part's start(), in order; server.ts calls it before binding the listeners. */
@@ -82,12 +84,14 @@ export async function openCluster (config: ClusterConfig, options: OpenClusterOp
   const extra = redisTls(config)
   const events = new EventEmitter<ClusterEvents>()
   const connections: Redis[] = []
+  const named: Array<{ name: string, redis: Redis }> = []
   const parts: ClusterPart[] = []
   let closing: Promise<void> | undefined
 
   const connect = async (name: string): Promise<Redis> => {
     const redis = await connectRedis(url, { heartbeatMs: config.heartbeatMs, name: `switchyard:${config.nodeId}:${name}`, extra })
     connections.push(redis)
+    named.push({ name, redis })
     redis.on('error', (err: Error) => events.emit('redisError', name, err))
     redis.on('ready', () => events.emit('redisReady', name))
     redis.on('close', () => { if (closing === undefined) events.emit('redisClose', name) })
@@ -114,6 +118,7 @@ export async function openCluster (config: ClusterConfig, options: OpenClusterOp
     events,
     store,
     connect,
+    connections: () => named.slice(),
     use (part) {
       if (closing) throw new Error(`cluster part ${part.name} added after close()`)
       parts.push(part)

@@ -20,7 +20,7 @@
  * - a QoS 1 or 2 PUBLISH is not acknowledged. admit() holds it for at most
  *   `holdMs` (the blip of a Redis failover or restart) within `holdBytes`
  *   in all, then answers false, and the broker closes that connection
- *   without PUBACK/PUBREC (MQTT 5: DISCONNECT 0x88). The client keeps the
+ *   without PUBACK/PUBREC (MQTT 5: DISCONNECT 0x89 Server busy; 0x88 is CONNACK-only). The client keeps the
  *   message and sends it again when it reconnects [MQTT-4.4.0-1];
  * - QoS 0 is dropped (at most once allows it), and counted by the broker;
  * - /healthz answers 503 (health().ok), so a load balancer sends new

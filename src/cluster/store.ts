@@ -266,16 +266,17 @@ export function openRedisStore (ctx: ClusterContext): RedisStore {
     },
     outgoingStream: client => Readable.from(queueOf(db, client.id)),
 
-    getWill: async client => {
-      const will = await inner.getWill(client)
-      return will == null ? undefined : readBack(will)
-    },
-    // The package keys a will by broker id (will:<brokerId>:<client>) and
-    // Aedes's connect.js deletes a connecting client's will with the Client,
-    // which has none: will:undefined:<client>. This node's is meant.
-    // (A dead node's will is wills.ts's.)
-    delWill: client => inner.delWill((client as { brokerId?: string }).brokerId === undefined ? { id: client.id, brokerId } as ClientRef : client),
-    streamWill: brokers => Readable.from(readingBack(inner.streamWill(brokers))),
+    // Wills are wills.ts's alone (wired by node.ts): Aedes's own will store
+    // and its sweep of dead brokers' wills (every 4 heartbeats, publish then
+    // delete, no claim) would publish a dead node's wills a second time, and
+    // keyed by broker id, after the client came back (issue 13). So Aedes
+    // stores none, finds none, and its sweep (_clearWills) streams nothing.
+    // A connected client's will stays in Aedes's memory (client.will), which
+    // it publishes itself when the connection ends.
+    getWill: async () => undefined,
+    putWill: async () => {},
+    delWill: async () => {},
+    streamWill: () => Readable.from([]),
     getClientList: topic => Readable.from(inner.getClientList(topic)),
 
     async destroy () {

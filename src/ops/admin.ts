@@ -4,6 +4,7 @@
  *   GET /healthz      200 while every listener is up and persistence is writable, else 503 with the reason
  *   GET /api/rules    every rule's state (docs/rules.md)
  *   GET /api/clients  the connected clients
+ *   GET /api/cluster  a cluster node: every node, their sums, this node's counters (503 while Redis is away)
  * It has no authentication: keep it on loopback or behind a proxy.
  */
 import http from 'node:http'
@@ -15,7 +16,7 @@ export interface Health {
   listeners: Array<{ type: string, port: number, up: boolean }>
   persistence: { ok: boolean, error?: string }
   /** A cluster node: its cluster parts' health (src/cluster/context.ts); not ok turns /healthz 503. */
-  cluster?: { nodeId: string, ok: boolean, errors: string[] }
+  cluster?: { nodeId: string, ok: boolean, errors: string[], redis?: unknown }
 }
 
 export interface AdminSource {
@@ -23,6 +24,8 @@ export interface AdminSource {
   health(): Promise<Health>
   rules(): unknown
   clients(): unknown
+  /** A cluster node only. Rejects with ERR_CLUSTER_UNAVAILABLE while Redis is away. */
+  cluster?(): Promise<unknown>
 }
 
 export interface AdminServer {
@@ -77,6 +80,15 @@ async function route (req: http.IncomingMessage, source: AdminSource): Promise<{
     }
     case '/api/rules': return json(200, source.rules())
     case '/api/clients': return json(200, source.clients())
-    default: return json(404, { error: 'not found', paths: ['/metrics', '/healthz', '/api/rules', '/api/clients'] })
+    case '/api/cluster': {
+      if (!source.cluster) return json(404, { error: 'not a cluster node (no "cluster" in the config)' })
+      try {
+        return json(200, await source.cluster())
+      } catch (err) {
+        if ((err as { code?: string }).code === 'ERR_CLUSTER_UNAVAILABLE') return json(503, { error: (err as Error).message })
+        throw err
+      }
+    }
+    default: return json(404, { error: 'not found', paths: ['/metrics', '/healthz', '/api/rules', '/api/clients', ...(source.cluster ? ['/api/cluster'] : [])] })
   }
 }

@@ -16,6 +16,20 @@ export interface StatsSource {
   retained(): number
   subscriptions(): number
   rules(): RuleStateView[]
+  /** A cluster node's own counters (src/cluster/node.ts), labelled with its nodeId. */
+  cluster?(): ClusterMetrics
+}
+
+export interface ClusterMetrics {
+  nodeId: string
+  ready: boolean
+  outages: number
+  held: number
+  heldBytes: number
+  refused: number
+  qos0Dropped: number
+  willsPublished: number
+  willsFailed: number
 }
 
 const QOS = ['0', '1', '2'] as const
@@ -90,6 +104,19 @@ export class Metrics {
       counter(`switchyard_rule_${snake(name)}_total`, `Rule counter "${name}" (docs/rules.md), by rule.`, ['rule'], () => source.rules().map(rule => [{ rule: rule.name }, rule[name]]))
     }
     gauge('switchyard_rule_status', 'Rule status: 1 for the current one.', ['rule', 'status'], () => source.rules().map(rule => [{ rule: rule.name, status: rule.status }, 1]))
+    const cl = source.cluster
+    if (cl) {
+      const node = () => ({ node: cl().nodeId })
+      gauge('switchyard_cluster_ready', 'A cluster node: 1 while every Redis connection it uses is up and answers PING, else 0.', ['node'], () => [[node(), cl().ready ? 1 : 0]])
+      counter('switchyard_cluster_redis_outages_total', 'A cluster node: times it lost Redis (docs/cluster-failure.md).', ['node'], () => [[node(), cl().outages]])
+      gauge('switchyard_cluster_publishes_held', 'A cluster node: QoS 1/2 publishes held while Redis is away.', ['node'], () => [[node(), cl().held]])
+      gauge('switchyard_cluster_publishes_held_bytes', 'A cluster node: bytes of the QoS 1/2 publishes held while Redis is away.', ['node'], () => [[node(), cl().heldBytes]])
+      counter('switchyard_cluster_publishes_refused_total', 'A cluster node: publishes refused while Redis was away, by QoS: 0 dropped, 1/2 not acknowledged (connection closed).', ['node', 'qos'], () => [
+        [{ ...node(), qos: '0' }, cl().qos0Dropped], [{ ...node(), qos: '1/2' }, cl().refused]
+      ])
+      counter('switchyard_cluster_wills_published_total', 'A cluster node: wills of dead nodes it published.', ['node'], () => [[node(), cl().willsPublished]])
+      counter('switchyard_cluster_wills_failed_total', 'A cluster node: attempts to publish a dead node\'s will that failed (tried again).', ['node'], () => [[node(), cl().willsFailed]])
+    }
     this.#ruleDuration = new client.Histogram({
       name: 'switchyard_rule_duration_seconds',
       help: 'Execution time of one conversion, by rule.',

@@ -14,6 +14,8 @@ export interface SysSource extends StatsSource {
 }
 
 const PREFIX = '$SYS/broker/'
+/** Per cluster node (docs/cluster.md): $SYS/switchyard/nodes/<nodeId>/... mirrors that node's $SYS/broker/... */
+export const NODE_PREFIX = '$SYS/switchyard/nodes/'
 const WINDOWS = [['1min', 60], ['5min', 300], ['15min', 900]] as const
 
 export class SysPublisher {
@@ -27,7 +29,11 @@ export class SysPublisher {
   #heapMax = 0
   #timer: NodeJS.Timeout | undefined
 
-  constructor (source: SysSource, intervalSeconds: number, version: string) {
+  /** A cluster node's copy of each value: $SYS/switchyard/nodes/<nodeId>/<topic>, which crosses nodes. */
+  readonly #nodePrefix: string | undefined
+
+  constructor (source: SysSource, intervalSeconds: number, version: string, nodeId?: string) {
+    this.#nodePrefix = nodeId === undefined ? undefined : `${NODE_PREFIX}${nodeId}/`
     this.#source = source
     this.#intervalMs = intervalSeconds * 1000
     this.#version = version
@@ -106,6 +112,7 @@ export class SysPublisher {
       if (this.#last.get(topic) === payload) continue
       this.#last.set(topic, payload)
       sends.push(s.publish(PREFIX + topic, payload).catch(() => {}))
+      if (this.#nodePrefix !== undefined) sends.push(s.publish(this.#nodePrefix + topic, payload).catch(() => {}))
     }
     await Promise.all(sends)
   }

@@ -45,6 +45,8 @@ export interface EngineOptions {
   source: RuleSource
   publisher: Publisher
   logger: Logger
+  /** A cluster node's id: rule status also on $SYS/switchyard/nodes/<nodeId>/rules/<name> (status.ts). */
+  nodeId?: string
   /** Called with each conversion's execution time, for metrics. */
   onDuration?: (rule: string, ms: number) => void
   /** Flow control: stop and restart reading from a publishing client. */
@@ -84,7 +86,7 @@ export class RulesEngine {
     this.#logger = options.logger.child({ component: 'rules' })
     this.#onDuration = options.onDuration
     this.#flow = new FlowControl(options.flow)
-    this.#status = new StatusBoard(options.publisher, this.#logger, name => this.#rules.get(name)?.view())
+    this.#status = new StatusBoard(options.publisher, this.#logger, name => this.#rules.get(name)?.view(), options.nodeId)
     this.#log = new RuleLog(this.#logger)
     this.#feed = options.feed
   }

@@ -19,7 +19,11 @@ export class StatusBoard {
   #timer: NodeJS.Timeout | undefined
   #stopped = false
 
-  constructor (publisher: Publisher, logger: Logger, view: (name: string) => RuleStateView | undefined) {
+  /** A cluster node's: each status also goes to $SYS/switchyard/nodes/<nodeId>/rules/<name>, so no node overwrites another's. */
+  readonly #nodePrefix: string | undefined
+
+  constructor (publisher: Publisher, logger: Logger, view: (name: string) => RuleStateView | undefined, nodeId?: string) {
+    this.#nodePrefix = nodeId === undefined ? undefined : `$SYS/switchyard/nodes/${nodeId}/rules/`
     this.#publisher = publisher
     this.#logger = logger
     this.#view = view
@@ -41,14 +45,22 @@ export class StatusBoard {
     this.#dirty.delete(name)
     const view = this.#view(name)
     if (!view) return
-    this.#publisher.publish({ topic: STATUS_PREFIX + name, payload: Buffer.from(JSON.stringify(view)), qos: 0, retain: true, origin: BROKER_ORIGIN })
-      .catch(err => this.#logger.debug({ err: (err as Error).message }, 'rule status not published'))
+    const payload = Buffer.from(JSON.stringify(view))
+    for (const prefix of this.#prefixes()) {
+      this.#publisher.publish({ topic: prefix + name, payload, qos: 0, retain: true, origin: BROKER_ORIGIN })
+        .catch(err => this.#logger.debug({ err: (err as Error).message }, 'rule status not published'))
+    }
   }
 
   /** The rule is gone: clears its retained status. */
   async clear (name: string): Promise<void> {
     this.#dirty.delete(name)
-    await this.#publisher.publish({ topic: STATUS_PREFIX + name, payload: Buffer.alloc(0), qos: 0, retain: true, origin: BROKER_ORIGIN }).catch(() => {})
+    await Promise.all(this.#prefixes().map(prefix =>
+      this.#publisher.publish({ topic: prefix + name, payload: Buffer.alloc(0), qos: 0, retain: true, origin: BROKER_ORIGIN }).catch(() => {})))
+  }
+
+  #prefixes (): string[] {
+    return this.#nodePrefix === undefined ? [STATUS_PREFIX] : [STATUS_PREFIX, this.#nodePrefix]
   }
 
   stop (): void {

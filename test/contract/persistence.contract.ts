@@ -18,6 +18,8 @@ export interface StoreKind {
   durable: boolean
   /** Whether it keeps MQTT 5 session expiry records (default: durable). */
   sessionExpiry?: boolean
+  /** Whether it keeps Aedes's wills (default true; a cluster keeps them in src/cluster/wills.ts instead). */
+  wills?: boolean
   /** The cluster context a { type: 'redis' } store is opened on, closed after the test. */
   cluster?(): Promise<ClusterContext>
 }
@@ -403,7 +405,14 @@ export function persistenceContract (kind: StoreKind): void {
     })
 
     describe('wills', () => {
-      test('put with the broker id, got, streamed, deleted', async () => {
+      test.runIf(kind.wills === false)('Aedes\'s wills are not kept: the cluster claims them exactly once itself', async () => {
+        const { p } = await open()
+        await p.putWill(CLIENT, { topic: 'will/c1', payload: Buffer.from('gone'), qos: 1, retain: false })
+        expect(await p.getWill(CLIENT)).toBeUndefined()
+        expect(await all(p.streamWill({}))).toEqual([])
+      })
+
+      test.runIf(kind.wills !== false)('put with the broker id, got, streamed, deleted', async () => {
         const { p } = await open()
         await p.putWill(CLIENT, { topic: 'will/c1', payload: Buffer.from('gone'), qos: 1, retain: false })
         const will = await p.getWill(CLIENT) as { topic: string, brokerId: string, clientId: string }

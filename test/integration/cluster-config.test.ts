@@ -70,7 +70,10 @@ describe('cluster config', () => {
     ])
     expect(problems({ cluster: { heartbeatMs: 10, workers: 0 } })).toEqual(['cluster.heartbeatMs: must be >= 100; got 10', 'cluster.workers: must be >= 1; got 0'])
     expect(problems({ cluster: { redis: 'redis://h', extra: 1 } })).toEqual(['cluster.extra: unknown key; remove it or check its spelling in docs/configuration.md'])
-    expect(problems({ cluster: { workers: 2 } })[0]).toMatch(/^cluster\.workers: 2 worker processes are not supported yet; run one process per node/)
+    // workers > 1 only under "cluster" (test/integration/cluster-workers.test.ts runs them)
+    expect(parseConfig({ cluster: { workers: 2, nodeId: 'box' } }).cluster).toMatchObject({ workers: 2, nodeId: 'box' })
+    expect(problems({ cluster: { workers: 12, nodeId: 'n'.repeat(62) } })[0]).toMatch(/^cluster\.nodeId: "n+" is too long for 12 workers: each worker is <nodeId>-w<i>/)
+    expect(problems({ workers: 2 })[0]).toMatch(/^workers: not a top-level key; several worker processes need "cluster".*LevelDB cannot be shared between processes/)
   })
 
   test('a problem in "cluster" is reported with the others, all at once', () => {
@@ -118,7 +121,17 @@ describe('cluster: connecting to Redis', () => {
       ok: true,
       listeners: [{ type: 'tcp', port: node.listeners[0]!.port, up: true }],
       persistence: { ok: true },
-      cluster: { nodeId: 'healthy', ok: true, errors: [] }
+      cluster: {
+        nodeId: 'healthy',
+        ok: true,
+        errors: [],
+        // readiness.ts: every Redis connection the node depends on (src/cluster/node.ts)
+        redis: {
+          ok: true,
+          outages: 0,
+          connections: ['store', 'emitter-sub', 'emitter-pub', 'cluster'].map(name => ({ name, status: 'ready', ok: true }))
+        }
+      }
     })
   })
 

@@ -15,6 +15,7 @@ const kinds: StoreKind[] = [
   {
     name: 'Redis',
     config: () => ({ type: 'redis' }),
+    wills: false,
     durable: true,
     sessionExpiry: false,
     cluster: async () => openCluster(parseConfig({ cluster: { redis: redis.url, nodeId: 'contract' } }).cluster!, { logger: pino({ level: 'silent' }) })
