@@ -9,7 +9,7 @@
 import { skipCleanAcks } from './persistence/clean-acks.js'
 import { dollarTopicsNotQueuedForWildcards } from './persistence/dollar-topics.js'
 import type { OpenedStore, StoreHealth } from './persistence/open.js'
-import { orderPerClient } from './persistence/order.js'
+import { orderEnqueues, orderPerClient } from './persistence/order.js'
 import { capOutgoingQueue } from './persistence/queue-cap.js'
 import { countRetained } from './persistence/retained-count.js'
 import { guardRetainedReplay } from './persistence/retained-replay.js'
@@ -63,5 +63,7 @@ export async function wrapPersistence (base: OpenedStore, options: PersistenceOp
   else p = capOutgoingQueue(p, options.maxQueuedMessages, options.onQueueDrop)
   // Above the cap: what must not be queued takes no slot.
   p = dollarTopicsNotQueuedForWildcards(p)
+  // Above the cap and the filter: a message they settle at once waits its turn.
+  p = orderEnqueues(p)
   return { persistence: p, retained, probe: base.probe }
 }
