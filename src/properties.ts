@@ -141,7 +141,8 @@ function toBuffer (v: Uint8Array | string): Buffer {
   return Buffer.from(v)
 }
 
-function isPlainObject (value: unknown): value is Record<string, unknown> {
+/** A `{}` or Object.create(null) object: what JSON and the property checks accept as an object. */
+export function isPlainObject (value: unknown): value is Record<string, unknown> {
   if (value === null || typeof value !== 'object') return false
   const proto = Object.getPrototypeOf(value)
   return proto === Object.prototype || proto === null

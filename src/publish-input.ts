@@ -7,7 +7,7 @@
  */
 import { SwitchyardError } from './errors.js'
 import type { Message, Origin, PublishInput, QoS } from './message.js'
-import { checkProperties } from './properties.js'
+import { checkProperties, isPlainObject } from './properties.js'
 import { topicNameProblem } from './topics.js'
 
 /** The Message that `input` publishes, or a SwitchyardError saying what is wrong with it. */
@@ -40,12 +40,6 @@ function payloadBytes (payload: unknown, topic: string): Buffer {
     return Buffer.from(json)
   }
   throw new SwitchyardError('ERR_INVALID_PAYLOAD', `cannot publish to ${topic}: the payload must be a string, a Buffer, a Uint8Array, a plain object or an array; got ${describe(payload)}`)
-}
-
-function isPlainObject (value: unknown): value is Record<string, unknown> {
-  if (value === null || typeof value !== 'object') return false
-  const proto = Object.getPrototypeOf(value)
-  return proto === Object.prototype || proto === null
 }
 
 function describe (value: unknown): string {
