@@ -4,6 +4,11 @@
  * acknowledged is lost (AOF on), new CONNECTs are refused meanwhile (CONNACK
  * Server unavailable), /healthz answers 503, and the nodes recover by
  * themselves, with no restart.
+ *
+ * In the adversarial suite (one file at a time) rather than npm test: under
+ * npm test's parallel files on two cores it once hung past 120 s (1 of 6
+ * full runs; alone it takes ~3 s). The waits that could hang are bounded
+ * and named (within()), so a recurrence says where: open (issue 13).
  */
 import type { MqttClient } from 'mqtt'
 import { afterEach, expect, test } from 'vitest'
@@ -74,7 +79,7 @@ test('Redis stopped and started under QoS 1 load: nothing acknowledged is lost, 
   let v5Acked = false
   v5.publishAsync('load/v5', 'refused', { qos: 1 }).then(() => { v5Acked = true }, () => {})
   // every QoS 1 publisher of node-a is in the same position: refused, it reconnects and sends again
-  expect(await disconnected).toBe(0x89)
+  expect(await within(disconnected, 15_000, 'the v5 client\'s DISCONNECT 0x89')).toBe(0x89)
   expect(v5Acked).toBe(false)
   // counted in the metrics (GET /api/cluster is 503 meanwhile: it reads the registry in Redis)
   const metrics = await b.metrics()
@@ -88,7 +93,7 @@ test('Redis stopped and started under QoS 1 load: nothing acknowledged is lost, 
   await until(async () => (await healthz(a.admin!.port)).status === 200 && (await healthz(b.admin!.port)).status === 200, 'both nodes ready again', 15_000)
   await until(() => acked.length >= during + 200, '200 more acknowledged after the outage', 30_000)
   stop = true
-  await Promise.all(loops)
+  await within(Promise.all(loops), 30_000, 'every publisher\'s last QoS 1 publish to settle (one stuck without its PUBACK?)')
   expect(a.stats().connectedClients).toBeGreaterThan(0)
   expect((await a.cluster!()).self.readiness.outages).toBeGreaterThanOrEqual(1)
 
@@ -97,3 +102,14 @@ test('Redis stopped and started under QoS 1 load: nothing acknowledged is lost, 
   back.on('message', (_t, p) => received.add(p.toString()))
   await until(() => acked.every(p => received.has(p)), `every acknowledged message queued for the sink (missing ${acked.filter(p => !received.has(p)).slice(0, 5).join(', ')})`, 30_000)
 }, 120_000)
+
+/** A wait that names itself when it does not end, instead of hanging until the test's timeout. */
+async function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms) })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
