@@ -11,15 +11,16 @@ import type { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
 import { Aedes, type AedesPublishPacket, type Client } from '../../vendor/aedes/aedes.js'
 import { SwitchyardError } from '../errors.js'
-import { coalesceWrites, guardPacketSize, guardTopics, holdable } from './connection.js'
+import { coalesceWrites, guardPacketSize, guardTopics, holdable, leanParserBuffer } from './connection.js'
 import { Fifo } from './fifo.js'
 import { createCounters } from './counters.js'
 import type { BrokerCore, BrokerCoreOptions, CoreClusterGate, CoreWill } from './core.js'
+import type { AedesShared } from '../cluster/shared.js'
 import { boundStalledDeliveries, DRAIN_TIMEOUT_MS } from './stall.js'
 import { ackAfterStore, onRoutingError, clientById, clientParser, connectedClients, emitterBacklog, patchDeliveries, pauseInput, readNextBatch, replaceEmitterQueues, setServerKeepAlive, subscriptionCount, subscriptionFilters, writeConnack } from './internals.js'
 import { ClientRegistry } from './registry.js'
 import { createAuthHooks, SYS_PREFIX } from './auth-hooks.js'
-import { createPublishedHook, markOrigin } from './tap.js'
+import { createAcceptHook, createPublishedHook, markOrigin } from './tap.js'
 import { ConnackCode, connackRefusal, ReasonCode } from './reason-codes.js'
 import { protocolLevel, watchClients } from './client-events.js'
 import { MQTT_DEFAULTS } from '../config.js'
@@ -123,10 +124,14 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
   // mqemitter's backlog is an Array drained with shift(): quadratic under
   // fan-in. Same interface, O(1) shift (see fifo.ts).
   replaceEmitterQueues(aedes, () => new Fifo())
-  // QoS 1: PUBACK only once the message is stored (internals.ts, issue 9 finding 1).
-  const holdPubacks = ackAfterStore(aedes)
+  // QoS 1: PUBACK only once the message is stored (internals.ts, issue 9 finding 1),
+  // and written where the bus's holds keep it (a bridge's out queue, issue 14).
+  const holdPubacks = ackAfterStore(aedes, createAcceptHook(bus, registry))
   watchClients(aedes, { registry, counters, logger, events })
   if (gate !== undefined && clusterWills !== undefined) clusterWills.attach(aedes)
+  if (gate?.sessionClosed !== undefined && clusterWills !== undefined) clusterSessionExpiry(aedes, gate.sessionClosed.bind(gate), clusterWills)
+  // Shared subscriptions across the cluster (src/cluster/shared.ts): not in vendor/aedes's types.
+  gate?.attachShared?.((aedes as unknown as { shared: AedesShared }).shared)
   // MQTT 5 deliveries not sent to a client (vendor/aedes/lib/outbound.js): too
   // many waiting for its Receive Maximum, or over its Maximum Packet Size.
   aedes.on('deliveryDropped', (client, _packet, reason) => {
@@ -154,6 +159,16 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
           subscriptions: subscriptionFilters(client)
         }
       })
+    },
+
+    disconnect (clientId) {
+      const client = clientById(aedes, clientId)
+      if (!client) return false
+      const c = client as unknown as { version: number, disconnect(opts: object, done: () => void): void, close(done?: () => void): void }
+      // [MQTT-3.14.2-1 in MQTT 5] the server may send DISCONNECT, with a reason, before it closes.
+      if (c.version === 5) c.disconnect({ reasonCode: ReasonCode.ADMINISTRATIVE_ACTION }, () => {})
+      else c.close()
+      return true
     },
 
     // Not Aedes's client.pause(): its read loop returns before counting the
@@ -193,6 +208,7 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
       ;(clientParser(client) as EventEmitter).on('packet', (packet: { cmd: string, reasonCode?: number }) => {
         if (packet.cmd === 'disconnect') meta.disconnectPacketReason = packet.reasonCode ?? 0
       })
+      leanParserBuffer(clientParser(client))
       guardTopics(clientParser(client), problem => {
         counters.invalidTopics++
         logger.debug({ clientId: client.id ?? undefined, remote, problem }, 'forbidden topic or malformed string; connection closed')
@@ -235,6 +251,15 @@ export async function createBrokerCore (options: BrokerCoreOptions): Promise<Bro
       }
       const broker = aedes as unknown as { delayedWills: Map<string, unknown>, clearDelayedWill(id: string): void }
       for (const id of [...broker.delayedWills.keys()]) broker.clearDelayedWill(id)
+    },
+
+    async endSession (clientId) {
+      const broker = aedes as unknown as { clients: Record<string, unknown>, _wipeSession(ref: { id: string }): Promise<void> }
+      // connected here: the session is that connection's
+      if (aedes.closed || broker.clients[clientId] !== undefined) return
+      const ref = { id: clientId }
+      await broker._wipeSession(ref)
+      aedes.emit('sessionExpired', ref as unknown as Client)
     },
 
     connectedWills () {
@@ -306,6 +331,12 @@ class ClusterWills {
     }
   }
 
+  /** A newer connection with this client id has authenticated on this node (it holds the session). */
+  superseded (client: Client): boolean {
+    const latest = this.#latest.get(client.id)
+    return latest !== undefined && latest !== client
+  }
+
   #settled (client: Client | null): void {
     if (client === null || this.#latest.get(client.id) !== client) return
     this.#latest.delete(client.id)
@@ -339,6 +370,34 @@ class ClusterWills {
     // Wills are wills.ts's: Aedes's sweep of dead brokers' wills is off
     // (its store hooks are no-ops too, src/cluster/store.ts).
     clearInterval((aedes as unknown as { _clearWillInterval?: NodeJS.Timeout })._clearWillInterval)
+  }
+}
+
+/**
+ * MQTT 5 Session Expiry on a cluster node: Aedes's timer (armed when a
+ * session outlives its connection) is replaced by the cluster's
+ * (src/cluster/expiry.ts), which ends the session on whichever node claims
+ * it, even if this one has died [MQTT-3.1.2-23]. Aedes still wipes a session
+ * that ends with its connection (interval 0) itself.
+ */
+function clusterSessionExpiry (aedes: Aedes, closed: (clientId: string, sessionExpiryInterval: number) => void, wills: ClusterWills): void {
+  const broker = aedes as unknown as {
+    scheduleSessionExpiry(client: Client): void
+    clearSessionExpiry(clientId: string): void
+    expiringSessions: Map<string, unknown>
+    _takingOver: Set<string>
+  }
+  const schedule = broker.scheduleSessionExpiry.bind(aedes)
+  broker.scheduleSessionExpiry = client => {
+    // a takeover on this node, or a new CONNECT of this id past its
+    // authentication: the new connection holds the session
+    const takingOver = broker._takingOver.has(client.id) || wills.superseded(client)
+    schedule(client)
+    if (aedes.closed || takingOver || client.version !== 5) return
+    const interval = (client as unknown as { sessionExpiryInterval: number }).sessionExpiryInterval
+    const armed = interval > 0 && interval < 0xFFFFFFFF && broker.expiringSessions.has(client.id)
+    if (armed) broker.clearSessionExpiry(client.id)
+    closed(client.id, armed ? interval : 0)
   }
 }
 

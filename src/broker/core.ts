@@ -13,6 +13,7 @@ import type { Hooks } from '../hooks.js'
 import type { Message } from '../message.js'
 import type { Counters } from './counters.js'
 import type { Persistence } from './persistence.js'
+import type { AedesShared } from '../cluster/shared.js'
 
 export interface ClientInfo {
   clientId: string
@@ -23,7 +24,7 @@ export interface ClientInfo {
   /** The MQTT protocol level the client connected with: 3 (MQTT 3.1), 4 (3.1.1) or 5. */
   protocolVersion: 3 | 4 | 5
   subscriptions: string[]
-  /** A cluster node: the nodeId of the node the client is connected to (only this node's clients are listed). */
+  /** A cluster node: the nodeId of the node the client is connected to (GET /api/clients lists every node's: src/cluster/clients.ts). */
   node?: string
 }
 
@@ -81,12 +82,20 @@ export interface CoreClusterGate {
   forget(clientId: string): void
   /** Unclean disconnect with a Will Delay Interval running on this node. */
   disconnected(clientId: string): void
+  /**
+   * An MQTT 5 connection on this node ended and its session is kept for
+   * `sessionExpiryInterval` seconds (0: ended now, or never expires): the
+   * cluster ends it then, on whichever node (src/cluster/expiry.ts).
+   */
+  sessionClosed?(clientId: string, sessionExpiryInterval: number): void
   /** A QoS 1/2 PUBLISH of `bytes` from a client: true go on, false refuse (close, no ack), or wait. */
   admit(bytes: number): boolean | Promise<boolean>
   /** A QoS 0 PUBLISH dropped while not ready. */
   droppedQos0(): void
   /** A store or emitter operation failed. */
   reportFailure(err: unknown, name?: string): void
+  /** Aedes's shared subscriptions (broker.shared), made cluster-wide by src/cluster/shared.ts. */
+  attachShared?(shared: AedesShared): void
 }
 
 export interface BrokerCore {
@@ -97,6 +106,12 @@ export interface BrokerCore {
   clients(): ClientInfo[]
   /** Subscriptions of the connected clients. */
   subscriptionCount(): number
+  /**
+   * Closes a connected client's connection, as an administrator's kick (the
+   * admin API): an MQTT 5 client first gets DISCONNECT 0x98 (Administrative
+   * action). Its will is published, as on any unclean close. False: no such client.
+   */
+  disconnect(clientId: string): boolean
   /** Stop reading from a client (flow control: TCP then slows its sender); resume() undoes it. */
   pause(clientId: string): void
   resume(clientId: string): void
@@ -110,6 +125,13 @@ export interface BrokerCore {
    * it closes, lest they go out twice.
    */
   dropWills(): void
+  /**
+   * Ends the stored session of a client not connected to this node, as its
+   * Session Expiry does (subscriptions, queue, inbound QoS 2 state), and
+   * resolves when the store is done. A cluster node calls it for a session
+   * whose expiry it claimed (src/cluster/expiry.ts). Connected here: nothing.
+   */
+  endSession(clientId: string): Promise<void>
   /** The connected clients' wills (a cluster records them again after Redis lost its data). */
   connectedWills(): Array<{ clientId: string, will: CoreWill | null, sessionExpiryInterval?: number }>
   /** Publishes as `message.origin` says (the broker, the application, a rule), with its MQTT 5 `properties` if any; the bus sees it with that origin. */

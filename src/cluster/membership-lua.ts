@@ -21,7 +21,9 @@ redis.call('HSET', KEYS[4], 'incarnation', ARGV[1], 'address', ARGV[2], 'heartbe
 redis.call('PEXPIRE', KEYS[4], ARGV[4])
 return {'ok', prev or '', redis.call('GET', KEYS[3])}`, 4)
 
-// KEYS: members marker nodeKey; ARGV: incarnation address heartbeatMs ttlMs clients mps nodeId generation newGeneration
+// KEYS: members marker nodeKey; ARGV: incarnation address heartbeatMs ttlMs clients mps nodeId generation newGeneration counters.
+// counters: node-counters.ts's JSON, or '' when unchanged since the last beat;
+// the third reply is 1 when the hash lacks it then (recreated), so that the next beat sends it.
 export const BEAT = new Script(LUA_NOW + `
 local cur = redis.call('HGET', KEYS[1], ARGV[7])
 local status = 'ok'
@@ -39,8 +41,14 @@ if cur ~= ARGV[1] then
 end
 redis.call('HSETNX', KEYS[3], 'startedAt', now)
 redis.call('HSET', KEYS[3], 'incarnation', ARGV[1], 'address', ARGV[2], 'heartbeatMs', ARGV[3], 'lastBeat', now, 'clients', ARGV[5], 'messagesPerSecond', ARGV[6])
+local missing = 0
+if ARGV[10] ~= '' then
+  redis.call('HSET', KEYS[3], 'counters', ARGV[10])
+elseif redis.call('HEXISTS', KEYS[3], 'counters') == 0 then
+  missing = 1
+end
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
-return {status, gen}`, 3)
+return {status, gen, missing}`, 3)
 
 // KEYS: members dead; ARGV: prefix factor selfNodeId declare(0|1) keepMs. Returns the dead hash.
 export const REAP = new Script(LUA_NOW + `

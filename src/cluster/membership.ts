@@ -6,7 +6,9 @@
  *   members          hash nodeId -> incarnation: the live registry
  *   node:<nodeId>    hash of the incarnation's address, stats and last beat
  *                    (Redis's clock), with a TTL of 2.5 heartbeats: a node
- *                    nobody declares dead still disappears from nodes()
+ *                    nobody declares dead still disappears from nodes().
+ *                    Field `counters`: the node's counters (node-counters.ts),
+ *                    written only by a beat that changed them
  *   dead             hash incarnation -> '<declaredAt>:<nodeId>': declared dead.
  *                    Kept 10 heartbeats, so that every node polling sees it
  *                    and emits 'nodeDead', and after that as long as
@@ -42,6 +44,7 @@ import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { SwitchyardError } from '../errors.js'
 import { BEAT, JOIN, LEAVE, REAP } from './membership-lua.js'
+import { decodeCounters, encodeCounters, type CounterSources, type NodeCounters } from './node-counters.js'
 import { DEFAULT_PREFIX, FailureStreak } from './redis.js'
 
 const DEAD_AFTER = 1.25 // heartbeats without a beat before a node is dead
@@ -49,6 +52,8 @@ const DEAD_AFTER = 1.25 // heartbeats without a beat before a node is dead
 export interface NodeStats {
   readonly clients: number
   readonly messagesPerSecond: number
+  /** The node's counters, for GET /api/cluster's per-node and summed figures (node-counters.ts). */
+  readonly counters?: CounterSources
 }
 
 export interface MembershipOptions {
@@ -75,6 +80,8 @@ export interface NodeInfo {
   readonly heartbeatMs: number
   readonly clients: number
   readonly messagesPerSecond: number
+  /** What it counted since it started, as of its last heartbeat that changed it; zeros before its first. */
+  readonly counters: NodeCounters
 }
 
 export interface MembershipEvents {
@@ -107,6 +114,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
   readonly #announced = new Set<string>()
   readonly #beatFailures = new FailureStreak()
   #lastBeatOk = 0
+  /** The counters as the last successful beat wrote them: an unchanged value is not sent again. */
+  #countersSent = ''
   #generation = ''
   /** No node is declared dead before this (performance.now()): see #beat. */
   #quietUntil = 0
@@ -182,7 +191,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
         ageMs: Math.max(0, now - last),
         heartbeatMs: Number(h.heartbeatMs),
         clients: Number(h.clients),
-        messagesPerSecond: Number(h.messagesPerSecond)
+        messagesPerSecond: Number(h.messagesPerSecond),
+        counters: decodeCounters(h.counters)
       })
     })
     return out
@@ -214,10 +224,14 @@ export class Membership extends EventEmitter<MembershipEvents> {
     this.#busy.beat = true
     const started = performance.now()
     try {
-      const stats = this.#o.stats?.() ?? { clients: 0, messagesPerSecond: 0 }
-      const [status, generation] = await BEAT.run(this.#o.redis, [this.#p + 'members', this.#p + 'cluster', this.#nodeKey(this.nodeId)],
+      const stats: NodeStats = this.#o.stats?.() ?? { clients: 0, messagesPerSecond: 0 }
+      const counters = stats.counters === undefined ? '' : encodeCounters(stats.counters)
+      const send = counters === this.#countersSent ? '' : counters
+      const [status, generation, missing] = await BEAT.run(this.#o.redis, [this.#p + 'members', this.#p + 'cluster', this.#nodeKey(this.nodeId)],
         [this.incarnation, this.#o.address, this.#o.heartbeatMs, this.#ttl(), stats.clients, Math.round(stats.messagesPerSecond * 100) / 100,
-          this.nodeId, this.#generation, randomUUID()]) as [string, string?]
+          this.nodeId, this.#generation, randomUUID(), send]) as [string, string?, number?]
+      // Written, or found missing (the hash was recreated): the next beat sends it again.
+      this.#countersSent = missing === 1 ? '' : counters
       if (this.#state !== 'joined') return
       if (status === 'taken' || status === 'evicted') return this.#evicted(status)
       const now = performance.now()

@@ -9,9 +9,17 @@
  *   node (a live node with this nodeId fails createBroker with
  *   ERR_CLUSTER_NODE_ID_TAKEN); wills publishes dead nodes' wills through
  *   the core, as the client's will (the rules see it, with its clientId).
+ * - session expiry (expiry.ts): a v5 session that outlives its connection
+ *   is ended by whichever node claims it when due (core.endSession), even
+ *   if the node it left has died; Aedes's own timer is off (aedes.ts).
  * - 'evicted': the node closes (onEvicted, server.ts). 'restored' (Redis lost
  *   its data): every connected client's will is recorded again.
+ * - shared subscriptions (shared.ts): Aedes's broker.shared, handed over by
+ *   the core (gate.attachShared), is joined to the directory in Redis once
+ *   membership has given the node its incarnation, on two connections of
+ *   its own ('shared', 'shared-sub').
  * - close, after the core closed its clients (which published their wills):
+ *   shared subscriptions, session expiry (hands this node's sessions over),
  *   wills, membership, readiness; the connections are the context's.
  */
 import type { Redis } from 'ioredis'
@@ -21,6 +29,8 @@ import type { ClusterContext } from './context.js'
 import { join, type Membership, type NodeInfo, type NodeStats } from './membership.js'
 import { createReadiness, type Readiness, type ReadinessStats, type RedisHealth } from './readiness.js'
 import { createWills, type OrphanWill, type Wills, type WillsStats, type WillMessage } from './wills.js'
+import { startSharedDirectory, type AedesShared, type SharedDirectory, type SharedStats } from './shared.js'
+import { createSessionExpiry, type SessionExpiry, type SessionExpiryStats } from './expiry.js'
 
 export interface ClusterNodeOptions {
   /** How people and load balancers reach this node ('host:port'). */
@@ -29,6 +39,8 @@ export interface ClusterNodeOptions {
   stats: () => NodeStats
   /** Publishes a dead node's will as its client's (client null, clientId set). */
   publishWill: (will: OrphanWill) => Promise<void>
+  /** Ends the stored session of a client not connected here (BrokerCore.endSession): expiry.ts claimed its expiry. */
+  endSession: (clientId: string) => Promise<void>
   /** Every connected client's will, to record again after Redis lost its data. */
   connectedWills: () => Array<{ clientId: string, will: WillMessage | null, sessionExpiryInterval?: number }>
   /** This node was declared dead or its nodeId taken: close it. */
@@ -45,7 +57,7 @@ export interface ClusterNode {
   /** Every registered node (GET /api/cluster). ERR_CLUSTER_UNAVAILABLE when Redis is away. */
   nodes(): Promise<NodeInfo[]>
   health(): RedisHealth
-  stats(): { readiness: ReadinessStats, wills: WillsStats, qos0Dropped: number }
+  stats(): { readiness: ReadinessStats, wills: WillsStats, qos0Dropped: number, shared: SharedStats, expiry: SessionExpiryStats }
 }
 
 export function attachClusterNode (ctx: ClusterContext, options: ClusterNodeOptions): ClusterNode {
@@ -65,6 +77,9 @@ export function attachClusterNode (ctx: ClusterContext, options: ClusterNodeOpti
   watchAll()
   let membership: Membership | undefined
   let wills: Wills | undefined
+  let expiry: SessionExpiry | undefined
+  let aedesShared: AedesShared | undefined
+  let shared: SharedDirectory | undefined
   let qos0Dropped = 0
   const failed = (what: string) => (err: unknown) => {
     readiness.reportFailure(err, 'cluster')
@@ -85,9 +100,18 @@ export function attachClusterNode (ctx: ClusterContext, options: ClusterNodeOpti
         for (const c of options.connectedWills()) {
           w.connected(c.clientId, c.will, c.sessionExpiryInterval === undefined ? {} : { sessionExpiryInterval: c.sessionExpiryInterval })
             .catch(err => logger.warn({ clientId: c.clientId, err: (err as Error).message }, 'cluster: could not record a will again'))
+          expiry?.connected(c.clientId, c.sessionExpiryInterval)
+            .catch(err => logger.warn({ clientId: c.clientId, err: (err as Error).message }, 'cluster: could not record a session again'))
         }
       })
       wills = createWills({ redis, membership, logger, publish: options.publishWill })
+      // MQTT 5 Session Expiry across nodes (expiry.ts), on the same connection
+      expiry = createSessionExpiry({ redis, membership, logger, end: options.endSession })
+      if (aedesShared) {
+        const [sharedRedis, sub] = await Promise.all([ctx.connect('shared'), ctx.connect('shared-sub')])
+        watchAll()
+        shared = await startSharedDirectory({ redis: sharedRedis, sub, membership, shared: aedesShared, logger })
+      }
     },
     health () {
       const r = readiness.health()
@@ -95,6 +119,8 @@ export function attachClusterNode (ctx: ClusterContext, options: ClusterNodeOpti
       return { ok: false, error: `Redis unreachable: ${r.connections.filter(c => !c.ok).map(c => `${c.name} ${c.error ?? c.status}`).join('; ')}` }
     },
     async close () {
+      await shared?.close()
+      await expiry?.close()
       await wills?.close()
       await membership?.leave()
       await readiness.close()
@@ -105,7 +131,13 @@ export function attachClusterNode (ctx: ClusterContext, options: ClusterNodeOpti
     ready: () => readiness.ready,
     async connected (clientId, will, sessionExpiryInterval) {
       if (!wills) return
-      await wills.connected(clientId, will, sessionExpiryInterval === undefined ? {} : { sessionExpiryInterval }).catch(failed('recording a will'))
+      await Promise.all([
+        wills.connected(clientId, will, sessionExpiryInterval === undefined ? {} : { sessionExpiryInterval }).catch(failed('recording a will')),
+        expiry?.connected(clientId, sessionExpiryInterval).catch(failed('recording a session'))
+      ])
+    },
+    sessionClosed (clientId, sessionExpiryInterval) {
+      expiry?.closed(clientId, sessionExpiryInterval).catch(err => logger.warn({ clientId, err: (err as Error).message }, 'cluster: could not record a session\'s expiry'))
     },
     forget (clientId) {
       wills?.forget(clientId).catch(err => logger.debug({ clientId, err: (err as Error).message }, 'cluster: could not remove a will record'))
@@ -115,7 +147,8 @@ export function attachClusterNode (ctx: ClusterContext, options: ClusterNodeOpti
     },
     admit: bytes => readiness.admit(bytes),
     droppedQos0 () { qos0Dropped++ },
-    reportFailure: (err, name) => readiness.reportFailure(err, name)
+    reportFailure: (err, name) => readiness.reportFailure(err, name),
+    attachShared (s) { aedesShared = s }
   }
 
   return {
@@ -127,6 +160,6 @@ export function attachClusterNode (ctx: ClusterContext, options: ClusterNodeOpti
       return membership.nodes()
     },
     health: () => readiness.health(),
-    stats: () => ({ readiness: readiness.stats(), wills: wills?.stats() ?? { published: 0, failed: 0 }, qos0Dropped })
+    stats: () => ({ readiness: readiness.stats(), wills: wills?.stats() ?? { published: 0, failed: 0 }, qos0Dropped, shared: shared?.stats() ?? { groups: 0, members: 0, notices: 0, resyncs: 0, failures: 0 }, expiry: expiry?.stats() ?? { expired: 0, failed: 0 } })
   }
 }

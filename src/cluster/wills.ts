@@ -37,6 +37,7 @@ import type { Logger } from 'pino'
 import type { Membership } from './membership.js'
 import { DEFAULT_PREFIX } from './redis.js'
 import { CLAIM, DISCONNECTED, FORGET, RECORD, SETTLE } from './wills-lua.js'
+import { deadWithSet, scanSet } from './incarnation-sets.js'
 import { decodeWill, encodeWill, type WillMessage } from './will-codec.js'
 
 export type { WillMessage }
@@ -157,14 +158,11 @@ export class Wills {
     const { redis } = this.#o
     const index = this.#indexKey(this.#me)
     try {
-      let cursor = '0'
-      do {
-        const [next, ids] = await redis.sscan(index, cursor, 'COUNT', this.#batch)
-        cursor = next
+      for await (const ids of scanSet(redis, index, this.#batch)) {
         const pipeline = redis.pipeline()
         for (const id of ids) FORGET.queue(pipeline, [this.#willKey(id), index], [this.#me, id])
         await pipeline.exec()
-      } while (cursor !== '0')
+      }
     } catch (err) {
       // Left behind, they are swept when the others declare this node dead.
       this.#o.logger.warn({ err: (err as Error).message }, 'cluster: could not remove this node\'s will records')
@@ -182,15 +180,11 @@ export class Wills {
   }
 
   async #runSweep (incarnation: string): Promise<void> {
-    const { redis } = this.#o
-    const index = this.#indexKey(incarnation)
-    let cursor = '0'
-    do {
-      if (this.#closing) return
-      const [next, ids] = await redis.sscan(index, cursor, 'COUNT', this.#batch)
-      cursor = next
+    if (this.#closing) return
+    for await (const ids of scanSet(this.#o.redis, this.#indexKey(incarnation), this.#batch)) {
       await this.#claimAndPublish(ids, incarnation)
-    } while (cursor !== '0')
+      if (this.#closing) return
+    }
     // Settled, deferred and stale entries left the set; Redis deletes it when
     // empty, and membership.ts then lets the dead entry go. Wills leased by
     // another survivor keep it for the next tick.
@@ -231,11 +225,7 @@ export class Wills {
     try {
       const { redis } = this.#o
       // membership.ts keeps a dead incarnation listed while its set exists
-      const dead = await redis.hkeys(this.#p + 'dead')
-      const pipeline = redis.pipeline()
-      for (const incarnation of dead) pipeline.exists(this.#indexKey(incarnation))
-      const exists = (await pipeline.exec()) ?? []
-      dead.forEach((incarnation, i) => { if (exists[i]?.[1] === 1) void this.#sweep(incarnation) })
+      for (const incarnation of await deadWithSet(redis, this.#p, i => this.#indexKey(i))) void this.#sweep(incarnation)
       // Redis's clock, as in the scripts: node clocks may disagree.
       const [s, us] = await redis.time()
       const due = await redis.zrangebyscore(this.#p + 'wills:due', '-inf', Number(s) * 1000 + Math.floor(Number(us) / 1000), 'LIMIT', 0, this.#batch)

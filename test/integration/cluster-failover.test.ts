@@ -5,47 +5,20 @@
  * through the survivor's rules; its clients reconnect to another node and
  * resume, with nothing acknowledged lost. A live nodeId cannot start twice.
  */
-import { spawn } from 'node:child_process'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 import type { MqttClient } from 'mqtt'
-import { describe, expect, onTestFinished, test } from 'vitest'
+import { describe, expect, test } from 'vitest'
 import { barrier } from '../helpers/barrier.js'
-import { tempDir, urlFor } from '../helpers/broker.js'
+import { urlFor } from '../helpers/broker.js'
+import { clusterNodeConfig, spawnChildBroker, type ChildBroker } from '../helpers/child-broker.js'
 import { connect, inbox } from '../helpers/client.js'
 import { startNode, useRedis } from '../helpers/redis.js'
 import { until } from '../helpers/wait.js'
 
 const redis = useRedis()
-const SCRIPT = fileURLToPath(new URL('../helpers/cluster-broker.mjs', import.meta.url))
-
-interface ChildBroker { port: number, kill(): Promise<number> }
 
 /** A cluster node in a child process, killed (-9) after the test if still running. */
 async function childBroker (nodeId: string, heartbeatMs: number): Promise<ChildBroker> {
-  const config = {
-    listeners: [{ type: 'tcp', port: 0 }],
-    persistence: { type: 'redis' },
-    log: { level: 'silent' },
-    rules: { dir: tempDir('switchyard-rules-') },
-    cluster: { redis: redis.url, nodeId, heartbeatMs }
-  }
-  const child = spawn(process.execPath, [SCRIPT, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'inherit'] })
-  onTestFinished(() => { child.kill('SIGKILL') })
-  const line = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${nodeId}: not ready within 20 s`)), 20_000)
-    createInterface({ input: child.stdout! }).once('line', l => { clearTimeout(timer); resolve(JSON.parse(l) as Record<string, unknown>) })
-  })
-  if (line.event !== 'ready') throw new Error(`${nodeId}: ${String(line.code)}: ${String(line.message)}`)
-  return {
-    port: line.port as number,
-    async kill () {
-      const at = performance.now()
-      child.kill('SIGKILL')
-      await new Promise(resolve => child.exitCode !== null || child.signalCode !== null ? resolve(null) : child.once('exit', resolve))
-      return at
-    }
-  }
+  return await spawnChildBroker(clusterNodeConfig(redis.url, nodeId, heartbeatMs), nodeId)
 }
 
 /** The messages in `box` matching `pred`, once there are `n`. */

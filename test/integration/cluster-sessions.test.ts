@@ -40,7 +40,7 @@ describe('cluster: persistent sessions', () => {
     const got = (await inbox(back).waitFor(2500, 20_000)).map(m => m.payload)
     expect(got.filter(p => p.startsWith('a'))).toEqual(fromA)
     expect(got.filter(p => p.startsWith('b'))).toEqual(fromB)
-    // and nothing more (a live message may overtake the end of a replay, so the barrier comes after)
+    // and nothing more: the barrier, published after the replay, is the next message (patch 014 holds live QoS 1/2 until the replay ends)
     expect(await barrier(pubA, back, 'q-barrier')).toHaveLength(2500)
     await until(async () => await redis.server.admin.llen('outgoing:roamer') === 0, 'the queue to be acknowledged')
   }, 60_000)

@@ -216,7 +216,7 @@ describe('cluster.workers: 2 under `switchyard start`', () => {
   test('SIGHUP to the primary reloads every worker', async () => {
     const w = await startWorkers()
     w.cli.proc.kill('SIGHUP')
-    await until(() => w.cli.logs.filter(l => l.msg === 'reloaded the password file, the ACL file and the TLS certificates').length === 2, 'both workers to reload')
+    await until(() => w.cli.logs.filter(l => typeof l.msg === 'string' && l.msg.startsWith('reloaded the password file')).length === 2, 'both workers to reload')
     expect(w.cli.logs.filter(l => l.msg.startsWith('reloaded the password file')).map(l => l.worker).sort()).toEqual([0, 1])
   })
 })

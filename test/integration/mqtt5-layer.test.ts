@@ -262,7 +262,9 @@ describe('Retain As Published', () => {
       return (await barrier(broker, c, 'q/barrier')).map(m => [m.topic, m.retain])
     }
     expect(await back('rap')).toEqual([['q/r', true], ['q/n', false]])
-    expect(await back('plain')).toEqual([['q/r', false], ['q/n', false]])
+    // rap's barrier (QoS 1 on q/barrier) was queued for plain while it was offline, and the
+    // queue is replayed before plain's own barrier (patch 014): it comes third
+    expect(await back('plain')).toEqual([['q/r', false], ['q/n', false], ['q/barrier', false]])
   })
 })
 

@@ -511,29 +511,34 @@ export class Aedes extends EventEmitter {
   // them, so a backend that fails to wipe a session is observable.
   // `client` is the Client, or { id } for a session a previous run left
   // (restoreSessions): the store is reached directly.
+  // Returns a promise that settles once every store operation has (failures
+  // reported on 'error', never rejected): a cluster node that ends a session
+  // another node left holds a claim on it until then.
   _wipeSession (client) {
     const that = this
     const persistence = this.persistence
     const onErr = (err) => that.emit('error', err)
     const ref = { id: client.id }
-    persistence.cleanSubscriptions(client).then(noop, onErr)
-    persistence.delWill({ id: client.id, brokerId: this.id }).then(noop, onErr)
+    const done = []
+    done.push(persistence.cleanSubscriptions(client).then(noop, onErr))
+    done.push(persistence.delWill({ id: client.id, brokerId: this.id }).then(noop, onErr))
     // the outgoing queue, as Client#emptyOutgoingQueue does
-    pipeline(
+    done.push(new Promise((resolve) => pipeline(
       persistence.outgoingStream(ref),
       through(function clearQueued (packet, enc, next) {
         persistence.outgoingClearMessageId(ref, packet).then(() => next(), next)
       }),
-      (err) => { if (err) onErr(err) })
+      (err) => { if (err) onErr(err); resolve() })))
     // [MQTT-3.1.2-6] inbound QoS 2 state is session state too (a clean
     // client's close has wiped it already)
     if (client.clean !== true && typeof persistence.cleanIncoming === 'function') {
-      persistence.cleanIncoming(ref).then(noop, onErr)
+      done.push(persistence.cleanIncoming(ref).then(noop, onErr))
     }
     if (typeof persistence.delSessionExpiry === 'function') {
-      persistence.delSessionExpiry(client.id).then(noop, onErr)
+      done.push(persistence.delSessionExpiry(client.id).then(noop, onErr))
     }
     this.shared.forgetClient(client.id)
+    return Promise.all(done).then(noop)
   }
 
   // MQTT 5.0 Will Delay Interval: publish the will after `delaySeconds`

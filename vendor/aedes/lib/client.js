@@ -35,6 +35,14 @@ class Client {
     // inherited name ('constructor', '__proto__', ...) must read back as absent
     this.subscriptions = Object.create(null)
     this.duplicates = Object.create(null)
+    // [MQTT-4.6.0-2..6] A resumed session's subscriptions are live before its
+    // stored queue is replayed (handlers/connect.js restoreSubs, emptyQueue):
+    // the QoS 1/2 messages that arrive meanwhile wait in _heldLive, and go out
+    // after the replay, older messages first; null outside a replay.
+    // _replayed: the stored messages the replay sent (brokerId:brokerCounter),
+    // whose live copies are not sent again; null if there was no replay.
+    this._heldLive = null
+    this._replayed = null
 
     // MQTT 5.0 inbound Topic Alias map (alias number -> topic name), scoped
     // to this connection. Populated as the client registers aliases.
@@ -164,6 +172,20 @@ class Client {
       // downgrade to qos0 if requested by publish
       if (_packet.qos === 0) {
         that.deliver0(_packet, cb)
+        return
+      }
+      if (that._heldLive !== null) {
+        that._heldLive.push(_packet)
+        // the emitter waits for cb: not held, or every client would wait
+        setImmediate(cb)
+        return
+      }
+      that._deliverLive(_packet, cb)
+    }
+
+    this._deliverLive = function deliverLive (_packet, cb) {
+      if (that._replayed !== null && _packet.brokerId && that._replayed.has(_packet.brokerId + ':' + _packet.brokerCounter)) {
+        setImmediate(cb)
         return
       }
       const toForward = getToForwardPacket(_packet)
@@ -522,6 +544,35 @@ class Client {
         done()
       }
     }
+  }
+
+  // From restoring a session's subscriptions to the end of its replay.
+  _holdLive () {
+    this._heldLive = []
+    this._replayed = new Set()
+  }
+
+  _replaying (packet) {
+    if (this._replayed !== null && packet.brokerId) {
+      this._replayed.add(packet.brokerId + ':' + packet.brokerCounter)
+    }
+  }
+
+  // Sends what arrived during the replay, in order, then lets live messages
+  // through; those arriving meanwhile queue behind. Once closed, the held
+  // messages are left to the store.
+  _releaseLive () {
+    const held = this._heldLive
+    if (held === null) return
+    const next = () => {
+      const packet = this.closed ? undefined : held.shift()
+      if (packet === undefined) {
+        this._heldLive = null
+        return
+      }
+      this._deliverLive(packet, next)
+    }
+    next()
   }
 
   pause () {

@@ -26,10 +26,15 @@
 // is bound again when its session is restored); forget() on UNSUBSCRIBE;
 // forgetClient() when the session ends (expiry, Clean Start).
 //
-// A cluster (several brokers on one emitter and one store) needs the choice
-// to be cluster-wide: override pick() with one over the cluster's members
-// (kept in the shared store), and the listener's fallback, which re-picks a
-// local member when the chosen one is not connected here.
+// A cluster (several brokers on one emitter and one store) makes the choice
+// cluster-wide: it sets `nodeId` (this broker's, unique in the cluster) and a
+// `directory`, told of every change of a local membership (join, leave,
+// forget, forgetClient), which keeps the cluster's membership somewhere
+// shared and hands each group's view back through applyRemote(). Members
+// connected to another broker then carry its id (`node`): pick() chooses
+// among every member of the cluster, the target names the broker that
+// delivers, and the others' listeners let the message pass. The listener's
+// fallback re-picks among this broker's connected members only.
 
 // [MQTT-4.8.2] the topic filter of a Shared Subscription starts with this
 export const SHARE_PREFIX = '$share/'
@@ -63,6 +68,10 @@ class Member {
     // the subscription's delivery function (lib/handlers/subscribe.js addSubs)
     this.deliver = null
     this.qos = 0
+    // in a cluster: the broker (nodeId) it is connected to when that is not
+    // this one, else null; and whether its session is clean (a remote one's)
+    this.node = null
+    this.clean = true
   }
 }
 
@@ -74,6 +83,7 @@ class Group {
     this.members = []
     this.next = 0 // round-robin cursor into members
     this.listener = null
+    this.waiting = null // while its listener is being subscribed: callbacks to run then
   }
 
   member (clientId) {
@@ -106,14 +116,22 @@ class Group {
   }
 }
 
+// connected to this broker
 const connected = (member) => member.client !== null
-const queueable = (member) => member.client === null && member.qos > 0
+// connected to this broker or (in a cluster) to another one
+const reachable = (member) => member.client !== null || member.node !== null
+// offline (persistent), for a QoS > 0 message: queued in the store
+const queueable = (member) => member.client === null && member.node === null && member.qos > 0
 
 export class SharedSubscriptions {
   constructor (broker) {
     this.broker = broker
     this.groups = new Map() // key → Group
     this.byClient = new Map() // clientId → Set of the groups it is a member of
+    // A cluster sets both: this broker's id, and the object told of local
+    // membership changes ({ joined, left, forgot, forgotClient }).
+    this.nodeId = null
+    this.directory = null
     // A client registers after its persistent session's subscriptions are
     // restored (connect.js restoreSubs, which joins them again): a membership
     // of its id still offline then is no longer in its session (Clean Start).
@@ -123,30 +141,54 @@ export class SharedSubscriptions {
   // Membership of `client` in the group named by `key` (`$share/<name>/<filter>`,
   // already validated), with the subscription's granted QoS and delivery function.
   join (client, key, qos, deliver, done) {
-    let group = this.groups.get(key)
-    const created = group === undefined
-    if (created) {
-      const { name, filter } = parseShared(key)
-      group = new Group(key, name, filter)
-      group.listener = this._listener(group)
-      this.groups.set(key, group)
-    }
-    let member = group.member(client.id)
-    if (member === undefined) {
-      member = new Member(client.id)
-      group.members.push(member)
-      let groups = this.byClient.get(client.id)
-      if (groups === undefined) this.byClient.set(client.id, groups = new Set())
-      groups.add(group)
-    }
+    const { group, created } = this._group(key)
+    const member = this._member(group, client.id)
     member.client = client
     member.deliver = deliver
     member.qos = qos
+    member.node = null
+    member.clean = client.clean !== false
+    this.directory?.joined(key, client.id, qos, member.clean)
     if (created) {
-      this.broker.subscribe(group.filter, group.listener, done)
+      this._subscribe(group, done)
+    } else if (group.waiting !== null) {
+      // its listener is being subscribed (a group a cluster's directory
+      // created): the SUBACK waits for it, or a message could miss it
+      group.waiting.push(done)
     } else {
       done()
     }
+  }
+
+  _subscribe (group, done) {
+    group.waiting = [done]
+    this.broker.subscribe(group.filter, group.listener, (err) => {
+      const waiting = group.waiting
+      group.waiting = null
+      for (const fn of waiting) fn(err)
+    })
+  }
+
+  _group (key) {
+    let group = this.groups.get(key)
+    if (group !== undefined) return { group, created: false }
+    const { name, filter } = parseShared(key)
+    group = new Group(key, name, filter)
+    group.listener = this._listener(group)
+    this.groups.set(key, group)
+    return { group, created: true }
+  }
+
+  _member (group, clientId) {
+    let member = group.member(clientId)
+    if (member === undefined) {
+      member = new Member(clientId)
+      group.members.push(member)
+      let groups = this.byClient.get(clientId)
+      if (groups === undefined) this.byClient.set(clientId, groups = new Set())
+      groups.add(group)
+    }
+    return member
   }
 
   // The connection of `client` closed. A persistent session stays a member,
@@ -156,6 +198,7 @@ export class SharedSubscriptions {
     const member = group?.member(client.id)
     // unknown, or bound already to a newer connection with the same id (takeover)
     if (member === undefined || member.client !== client) return done()
+    this.directory?.left(key, client.id, client.clean !== false)
     if (client.clean === false) {
       member.client = null
       member.deliver = null
@@ -169,12 +212,14 @@ export class SharedSubscriptions {
     const group = this.groups.get(key)
     const member = group?.member(client.id)
     if (member === undefined) return done()
+    this.directory?.forgot(key, client.id)
     this._remove(group, member, done)
   }
 
   // The session of `clientId` ended (expiry, Clean Start): its offline
   // memberships end. Memberships bound to a live connection are kept.
   forgetClient (clientId) {
+    this.directory?.forgotClient(clientId)
     const groups = this.byClient.get(clientId)
     if (groups === undefined) return
     for (const group of [...groups]) {
@@ -193,9 +238,73 @@ export class SharedSubscriptions {
     this.broker.unsubscribe(group.filter, group.listener, done)
   }
 
-  // The member of `group` that gets `packet`, or null.
+  // A cluster's view of the group `key`, from its directory: entries
+  // { clientId, node (a broker's id, or null: offline), qos, clean }.
+  // Members bound to a connection here stay as they are (this broker is
+  // their authority); the others are added, updated or removed. The group is
+  // created (its listener subscribed) or deleted as it gains its first or
+  // loses its last member. No directory call: this is its own answer.
+  applyRemote (key, entries, done = noop) {
+    let group = this.groups.get(key)
+    const seen = new Set()
+    for (const e of entries) {
+      // A record naming this broker for a member not connected here is
+      // stale: read before this broker's own leave reached the directory,
+      // whose update is on its way. Kept as it is here, never added.
+      if (e.node === this.nodeId && this.nodeId !== null && group?.member(e.clientId) === undefined) continue
+      seen.add(e.clientId)
+    }
+    if (group === undefined && seen.size === 0) return done()
+    let created = false
+    if (group === undefined) ({ group, created } = this._group(key))
+    for (const e of entries) {
+      if (!seen.has(e.clientId)) continue
+      const member = this._member(group, e.clientId)
+      if (member.client !== null || e.node === this.nodeId) continue
+      member.node = e.node
+      member.qos = e.qos
+      member.clean = e.clean
+    }
+    for (const member of [...group.members]) {
+      if (member.client === null && !seen.has(member.clientId)) this._drop(group, member)
+    }
+    if (created) {
+      if (group.members.length === 0) {
+        this.groups.delete(key)
+        return done()
+      }
+      return this._subscribe(group, done)
+    }
+    if (group.members.length > 0) return done()
+    this.groups.delete(key)
+    this.broker.unsubscribe(group.filter, group.listener, done)
+  }
+
+  // Removes `member` from `group` without ending the group.
+  _drop (group, member) {
+    group.remove(member)
+    const groups = this.byClient.get(member.clientId)
+    groups?.delete(group)
+    if (groups?.size === 0) this.byClient.delete(member.clientId)
+  }
+
+  // The member of `group` that gets `packet`, or null: a connected one in
+  // turn (on any broker of a cluster), else an offline persistent one.
   pick (group, packet) {
-    return group.take(connected) ?? (packet.qos > 0 ? group.take(queueable) : null)
+    return group.take(reachable) ?? (packet.qos > 0 ? group.take(queueable) : null)
+  }
+
+  // Without a choice made by the publishing broker (it did not know the
+  // group yet), one broker of a cluster chooses: the smallest id among those
+  // with a connected member in this broker's view. Alone, this broker does.
+  _choosesUnrouted (group) {
+    if (this.nodeId === null) return true
+    let least = null
+    for (const member of group.members) {
+      const node = member.client !== null ? this.nodeId : member.node
+      if (node !== null && (least === null || node < least)) least = node
+    }
+    return least === this.nodeId
   }
 
   // Publish pipeline step (aedes.js), before emitPacket.
@@ -213,7 +322,8 @@ export class SharedSubscriptions {
         continue
       }
       const queued = needsQueue(member, packet)
-      targets[group.key] = { clientId: member.clientId, queued }
+      const node = member.client !== null ? this.nodeId : member.node
+      targets[group.key] = { clientId: member.clientId, queued, node }
       if (queued) (queue = queue ?? []).push(queuedSub(member, group))
     }
     if (targets !== null) packet.sharedTargets = targets
@@ -231,13 +341,19 @@ export class SharedSubscriptions {
       const target = packet.sharedTargets?.[key]
       if (target === null) return cb() // routed: no member
       if (target !== undefined) {
+        // chosen on another broker of the cluster: delivered there
+        if (target.node != null && target.node !== that.nodeId) return cb()
         const member = group.member(target.clientId)
         if (member !== undefined && member.client !== null) return member.deliver(packet, cb)
         // stored in its queue: it gets the message when its session resumes
         if (target.queued) return cb()
-        // (A cluster must not fall through here: the member may be on another broker.)
+        // offline when chosen (no broker's): not this broker's to re-pick
+        if (target.node == null && that.nodeId !== null) return cb()
+      } else if (!that._choosesUnrouted(group)) {
+        return cb()
       }
-      // not routed for this group, or its member disconnected since: choose now
+      // not routed for this group, or its member disconnected since: choose
+      // now, among the members connected here
       const member = group.take(connected)
       if (member === null) return cb()
       if (!needsQueue(member, packet)) return member.deliver(packet, cb)
@@ -255,7 +371,10 @@ export class SharedSubscriptions {
 // (outgoingUpdate), an offline member gets it when its session resumes.
 function needsQueue (member, packet) {
   if (packet.qos === 0 || member.qos === 0) return false
-  return member.client === null || member.client.clean === false
+  if (member.client !== null) return member.client.clean === false
+  // connected to another broker: stored by this one, updated by that one's delivery
+  if (member.node !== null) return !member.clean
+  return true
 }
 
 function queuedSub (member, group) {

@@ -443,6 +443,8 @@ function gotSubs (subs, client) {
 function restoreSubs (arg, done) {
   if (arg.subs) {
     const client = this.client
+    // live from here, sent only after the stored queue (emptyQueue) [MQTT-4.6.0-2..6]
+    client._holdLive()
     arg.sessionPresent = !!arg.subs // cast to boolean, [MQTT-3.2.2-2]
     if (client.clean) {
       // MQTT 5.0, Clean Start 0 with Session Expiry 0: the session is resumed
@@ -554,6 +556,7 @@ function emptyQueue (arg, done) {
         data.properties = data.properties || {}
         data.properties.messageExpiryInterval = Math.ceil((data.messageExpiry - now) / 1000)
       }
+      client._replaying(data)
       const packet = new QoSPacket(data, client)
       // Here we are deliberatly passing only the error
       // This is because there is no destination stream so the "client"
@@ -564,7 +567,10 @@ function emptyQueue (arg, done) {
       persistence.outgoingUpdate(client, packet)
         .then(() => filter(null, client, packet), err => filter(err, client, packet))
     }),
-    done
+    function replayed (err) {
+      client._releaseLive()
+      done(err)
+    }
   )
 }
 
