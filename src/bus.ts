@@ -20,9 +20,19 @@ export type MessageHandler = (message: Message) => void | Promise<void>
 
 interface Subscription { readonly filter: string, readonly handler: MessageHandler, active: boolean }
 
+/**
+ * A bus.hold() handler: called as a message is accepted, before it is
+ * stored; it returns what the publisher's acknowledgement must also wait for
+ * (a bridge's out-queue write), or nothing. A rejected promise closes the
+ * publisher's connection unacknowledged, as a failed store does.
+ */
+export type HoldHandler = (message: Message) => Promise<void> | undefined
+interface Hold { readonly handler: HoldHandler, active: boolean }
+
 export class Bus {
   readonly #router = new Router<Subscription>()
   readonly #taps = new Set<Subscription>()
+  readonly #holds = new Router<Hold>()
   readonly #logger: Logger
 
   constructor (logger: Logger) {
@@ -60,6 +70,49 @@ export class Bus {
       sub.active = false
       this.#taps.delete(sub)
     }
+  }
+
+  /**
+   * Calls `handler` with every message on `filter` that this broker accepts
+   * (a client's PUBLISH or will, core.publish()), as it enters the broker,
+   * before it is stored and routed; the acknowledgement (PUBACK, PUBREC,
+   * core.publish()'s promise) waits for the promise it returns. For what
+   * must be durable with the message: a bridge's out queue (docs/bridges.md).
+   * Not for slow work: the publisher waits for it.
+   */
+  hold (filter: string, handler: HoldHandler): () => void {
+    const problem = filterProblem(filter)
+    if (problem !== undefined) throw new SwitchyardError('ERR_INVALID_FILTER', `cannot hold ${JSON.stringify(filter)}: the filter ${problem}`)
+    const hold: Hold = { handler, active: true }
+    this.#holds.set(hold, [filter])
+    return () => {
+      hold.active = false
+      this.#holds.delete(hold)
+    }
+  }
+
+  /** Whether a hold() matches `topic`: false at once without holds, so the core builds no Message. */
+  holds (topic: string): boolean {
+    return this.#holds.size > 0 && this.#holds.match(topic).size > 0
+  }
+
+  /** The core, as it accepts a message that holds() matched: what its acknowledgement waits for. */
+  accept (message: Message): Promise<void> | undefined {
+    let wait: Promise<void> | undefined
+    let more: Array<Promise<void>> | undefined
+    for (const hold of this.#holds.match(message.topic)) {
+      if (!hold.active) continue
+      let result: Promise<void> | undefined
+      try {
+        result = hold.handler(message)
+      } catch (err) {
+        result = Promise.reject(err instanceof Error ? err : new Error(String(err)))
+      }
+      if (result === undefined) continue
+      if (wait === undefined) wait = result
+      else (more ??= [wait]).push(result)
+    }
+    return more === undefined ? wait : Promise.all(more).then(() => {})
   }
 
   dispatch (message: Message): void {

@@ -17,6 +17,7 @@ import { runCheck } from './cli/check.js'
 import { reportError, usage, type Output } from './cli/io.js'
 import { runPasswd } from './cli/passwd.js'
 import { createPrompt } from './cli/prompt.js'
+import { runRuleNew } from './cli/rule-new.js'
 import { runRuleTest } from './cli/rule-test.js'
 import { READY_MESSAGE, WORKER_ENV, prepareDevCertificates, runPrimary, workerNodeId } from './cli/workers.js'
 
@@ -43,8 +44,9 @@ export async function main (argv: string[]): Promise<number> {
     return reportError(io, err)
   }
   switch (command.name) {
-    case 'check': return runCheck(config, command.config, io)
+    case 'check': return runCheck(config, command.config, io, process.env)
     case 'rule test': return runRuleTest(config, command.file, command.options, io)
+    case 'rule new': return runRuleNew(config, command, io)
     case 'start': {
       const pretty = command.pretty || process.stdout.isTTY === true
       // cluster.workers > 1: this process is the primary, or one of the workers it forked (src/cli/workers.ts)
@@ -55,7 +57,7 @@ export async function main (argv: string[]): Promise<number> {
         // the primary writes the pid file; each worker tells it when its broker listens
         return start(forWorker(config, nodeId), pretty, undefined, { index, onReady: () => process.send?.({ type: READY_MESSAGE, nodeId }) })
       }
-      return start(config, pretty, command.pidFile)
+      return start(config, pretty, command.pidFile, undefined, () => loadConfig(command.config, process.cwd()))
     }
   }
 }
@@ -80,7 +82,7 @@ async function startPrimary (config: Config, pretty: boolean, pidFile: string | 
   return primary.exited
 }
 
-async function start (config: Config, pretty: boolean, pidFile: string | undefined, worker?: { index: number, onReady: () => void }): Promise<number> {
+async function start (config: Config, pretty: boolean, pidFile: string | undefined, worker?: { index: number, onReady: () => void }, reread?: () => Config): Promise<number> {
   // several workers write to one stdout: each line says which (the primary logs each worker's nodeId and pid)
   const logger = worker ? createLogger(config.log, { pretty }).child({ worker: worker.index }) : createLogger(config.log, { pretty })
   let resolveExit!: (code: number) => void
@@ -113,9 +115,17 @@ async function start (config: Config, pretty: boolean, pidFile: string | undefin
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
-  // SIGHUP re-reads the password file, the ACL file and the certificates, as Mosquitto does.
+  // SIGHUP re-reads the password file, the ACL file and the certificates, as Mosquitto does,
+  // and the config file's "bridges" (docs/bridges.md): only changed bridges reconnect.
   process.on('SIGHUP', () => {
-    if (broker && !stopping) void broker.reload()
+    if (!broker || stopping) return
+    let bridges: Config['bridges'] | undefined
+    try {
+      bridges = reread?.().bridges
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, 'SIGHUP: the config file is invalid; the bridges keep their current settings')
+    }
+    void broker.reload(bridges === undefined ? undefined : { bridges })
   })
   try {
     // env: where cluster.passwordEnv is read (docs/cluster.md)

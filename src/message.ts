@@ -28,6 +28,8 @@ export interface Origin {
   readonly username: string | null
   /** The rule that produced it, for kind 'rule'. */
   readonly rule?: string
+  /** The bridge it came in through, for kind 'bridge' (its config "name"; docs/bridges.md). */
+  readonly bridge?: string
   /** The rules it has already passed through, oldest first (loop prevention, rules.maxHops). */
   readonly chain: readonly string[]
 }

@@ -80,8 +80,17 @@ const brokerPrivates = (broker: Aedes): AedesPrivates => broker as unknown as Ae
  * (Publishing from authorizePublish instead, with Aedes's own publish a
  * no-op, cost ~3 µs/msg more: docs/benchmarks.md.) Returned: what to call
  * for each connection, right after aedes.handle(), before it can publish.
+ *
+ * `accept` (tap.ts's createAcceptHook: the bus's holds, a bridge's out
+ * queue) sees every message as it enters publish, before its stores, and
+ * may return a promise (issue 14, "nothing acknowledged is lost"): a held
+ * PUBACK is then released only once the message is emitted and the promise
+ * resolved, and publish's callback (QoS 2's PUBREC, core.publish()'s promise)
+ * waits for it too. A rejection is a store failure: no acknowledgement,
+ * and Aedes closes the connection. Without a promise, nothing more is
+ * allocated per message.
  */
-export function ackAfterStore (broker: Aedes): (client: Client) => void {
+export function ackAfterStore (broker: Aedes, accept?: (packet: AedesPublishPacket, client: Client | null) => Promise<void> | undefined): (client: Client) => void {
   const aedes = brokerPrivates(broker)
   const ackQueues = pubackQueues()
   // The messages tied to a held PUBACK, by brokerCounter, until emitted.
@@ -92,30 +101,38 @@ export function ackAfterStore (broker: Aedes): (client: Client) => void {
       const held = stored.get(message.brokerCounter)
       if (held !== undefined) {
         stored.delete(message.brokerCounter)
-        held.stored = true
-        releasePubacks(held.queue)
+        settle(held)
       }
     }
     return emit.call(this, message, cb)
   }
   const publish = aedes.publish
   aedes.publish = function (packet, client, done) {
-    if (packet.qos !== 1 || client == null || typeof client === 'function') return publish.call(this, packet, client, done)
-    const queue = ackQueues.get(clientPrivates(client).conn)
+    if (typeof client === 'function') {
+      done = client
+      client = null
+    }
+    const wait = accept?.(packet as AedesPublishPacket, client ?? null)
+    const queue = packet.qos !== 1 || client == null ? undefined : ackQueues.get(clientPrivates(client).conn)
     const held = queue === undefined ? undefined : tiePuback(queue, (packet as { messageId?: number }).messageId)
-    if (held === undefined) return publish.call(this, packet, client, done)
+    if (held === undefined) {
+      if (wait === undefined) return publish.call(this, packet, client, done)
+      return publish.call(this, packet, client, err => { wait.then(() => done?.(err), (e: Error) => done?.(err ?? e)) })
+    }
     packet.brokerId = aedes.id
     const counter = packet.brokerCounter = ++aedes.counter
     stored.set(counter, held)
+    if (wait !== undefined) {
+      held.waits++
+      wait.then(() => settle(held), () => fail(held.queue))
+    }
     publish.call(this, packet, client, err => {
       if (err) {
-        // Not emitted: a store failed. Never acknowledge it, nor what follows; Aedes closes the connection.
         stored.delete(counter)
-        held.queue.failed = true
-        held.queue.held.length = 0
-        held.queue.tied = 0
+        fail(held.queue)
       }
-      done?.(err)
+      if (wait === undefined) return done?.(err)
+      wait.then(() => done?.(err), (e: Error) => done?.(err ?? e))
     })
   }
   return client => {
@@ -124,8 +141,25 @@ export function ackAfterStore (broker: Aedes): (client: Client) => void {
   }
 }
 
-/** `bytes`: a refusal (MQTT 5 PUBACK with a reason code), written as it is, in its turn. */
-interface HeldAck { queue: AckQueue, messageId: number, stored: boolean, bytes?: Buffer }
+/**
+ * `bytes`: a refusal (MQTT 5 PUBACK with a reason code), written as it is, in its turn.
+ * `waits`: what it still waits for: the emit, and an accept hook's promise.
+ */
+interface HeldAck { queue: AckQueue, messageId: number, stored: boolean, waits: number, bytes?: Buffer }
+
+/** One more of what the PUBACK waits for is done: at the last, it is ready to go out, in its turn. */
+function settle (held: HeldAck): void {
+  if (--held.waits > 0) return
+  held.stored = true
+  releasePubacks(held.queue)
+}
+
+/** Not stored (a store or an accept hook failed): never acknowledge it, nor what follows; Aedes closes the connection. */
+function fail (queue: AckQueue): void {
+  queue.failed = true
+  queue.held.length = 0
+  queue.tied = 0
+}
 /** A connection's PUBACKs held back, in PUBLISH order; the first `tied` are tied to their message's publish (or refusals). */
 interface AckQueue { client: Client, conn: Duplex, held: HeldAck[], tied: number, failed: boolean }
 
@@ -208,12 +242,12 @@ function pubackQueues (): WeakMap<object, AckQueue> {
           // its turn, after the PUBACKs of earlier PUBLISHes [MQTT-4.6.0-2].
           if (!queue.failed) {
             const encoded = exports.generate(packet, opts)
-            queue.held.push({ queue, messageId, stored: true, bytes: encoded })
+            queue.held.push({ queue, messageId, stored: true, waits: 0, bytes: encoded })
             skipRefused(queue)
             releasePubacks(queue)
           }
         } else if (!queue.failed) {
-          queue.held.push({ queue, messageId, stored: false })
+          queue.held.push({ queue, messageId, stored: false, waits: 1 })
         }
         return !queue.conn.writableNeedDrain
       }
@@ -336,6 +370,8 @@ export function grantedQoS (client: { subscriptions: Record<string, { qos: numbe
 // dispatch, which calls every matching listener synchronously: they are next
 // to each other. 8 covers that with a margin, for a few bytes per client.
 const HISTORY = 8
+/** Aedes's watermarks, neutralized: one stateless object shared by every client. */
+const NO_WATERMARKS = new Proxy(Object.create(null) as Record<string, number>, { get: () => undefined, set: () => true })
 
 /**
  * Aedes's dedupe() (lib/client.js) drops a message whose brokerCounter is
@@ -352,12 +388,14 @@ const HISTORY = 8
  * carry brokerId null and are never deduplicated, as in Aedes.
  */
 export function dedupeByHistory (client: { duplicates: Record<string, number> }): (packet: DeliveryPacket) => boolean {
-  client.duplicates = new Proxy(Object.create(null) as Record<string, number>, { get: () => undefined, set: () => true })
-  const seen = new Map<string, { ring: number[], next: number }>()
+  client.duplicates = NO_WATERMARKS
+  // Made on the first delivery: an idle connection never needs it (issue 16).
+  let seen: Map<string, { ring: number[], next: number }> | undefined
   return packet => {
     const id = packet.brokerId
     const counter = packet.brokerCounter
     if (!id || counter === undefined) return false
+    seen ??= new Map()
     let history = seen.get(id)
     if (history === undefined) seen.set(id, history = { ring: [], next: 0 })
     if (history.ring.includes(counter)) return true
@@ -386,7 +424,8 @@ export function holdUntilConnack (client: { connackSent: boolean, broker: Aedes 
     for (const h of waiting) sent ? h.deliver() : h.release()
   }
   watchConnacks(client.broker)
-  stream.once('close', () => flush(false))
+  // on, not once: 'close' comes once, and once() costs a wrapper per connection (issue 16); flush is idempotent
+  stream.on('close', () => flush(false))
   return (deliver, release) => {
     if (held !== undefined && client.connackSent) flush(true)
     if (held === undefined) {

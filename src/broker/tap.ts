@@ -16,17 +16,39 @@ export function markOrigin (packet: AedesPublishPacket, origin: Origin): void {
   markPacket(packet, origin)
 }
 
-export function createPublishedHook (counters: Counters, bus: Bus, registry: ClientRegistry): NonNullable<AedesOptions['published']> {
-  // core.publish() marks its packets with their origin; unmarked ones are a
-  // client's (its PUBLISH or will), or a will of a previous run's client
-  // (client null), or Aedes's own $SYS/<id>/ traffic, which nobody receives.
-  const originOf = (packet: AedesPublishPacket, client: Client | null): Origin | undefined => {
+// core.publish() marks its packets with their origin; unmarked ones are a
+// client's (its PUBLISH or will), or a will of a previous run's client
+// (client null), or Aedes's own $SYS/<id>/ traffic, which nobody receives.
+function origins (registry: ClientRegistry): (packet: AedesPublishPacket, client: Client | null) => Origin | undefined {
+  return (packet, client) => {
     const marked = packetMark<Origin>(packet)
     if (marked !== undefined) return marked
     if (client) return { kind: 'client', clientId: client.id, username: registry.of(client).username, chain: NO_CHAIN }
     if (packet.topic.startsWith(SYS_PREFIX)) return undefined
     return { kind: 'client', clientId: willClientId(packet) ?? null, username: null, chain: NO_CHAIN }
   }
+}
+
+/**
+ * The bus's holds (bus.hold(): a bridge's out queue), as a message enters
+ * Aedes's publish, before its stores: ackAfterStore (internals.ts) makes the
+ * acknowledgement wait for what they return. Without a matching hold, no
+ * Message is built and nothing is allocated.
+ */
+export function createAcceptHook (bus: Bus, registry: ClientRegistry): (packet: AedesPublishPacket, client: Client | null) => Promise<void> | undefined {
+  const originOf = origins(registry)
+  return (packet, client) => {
+    if (!bus.holds(packet.topic) || packet.topic.startsWith(DROP_PREFIX)) return undefined
+    const origin = originOf(packet, client)
+    if (origin === undefined) return undefined
+    const message: Message = { topic: packet.topic, payload: packet.payload as Buffer, qos: packet.qos, retain: packet.retain, origin }
+    const properties = packet.properties === undefined ? undefined : propertiesOf(packet as { properties?: Record<string, unknown> })
+    return bus.accept(properties === undefined ? message : { ...message, properties })
+  }
+}
+
+export function createPublishedHook (counters: Counters, bus: Bus, registry: ClientRegistry): NonNullable<AedesOptions['published']> {
+  const originOf = origins(registry)
   return (packet, client, callback) => {
     if (client) {
       counters.publishReceived[packet.qos]++

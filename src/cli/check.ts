@@ -1,10 +1,12 @@
 /*
  * `switchyard check`: everything a start would refuse, without starting.
  * loadConfig() has checked the config itself; this loads what it names:
- * each TLS listener's files, the password and ACL files, and every rule file.
+ * each TLS listener's files, each bridge's password variable and certificate
+ * files, the password and ACL files, and every rule file.
  */
 import { existsSync } from 'node:fs'
 import { Authenticator } from '../auth/authenticator.js'
+import { resolveSettings } from '../bridges/settings.js'
 import type { Config } from '../config.js'
 import { ConfigError } from '../errors.js'
 import { loadTlsMaterial } from '../listeners/certs.js'
@@ -12,9 +14,13 @@ import { RuleTester } from '../rules/tester.js'
 import { reportError, type Output } from './io.js'
 
 /** `file`: the --config argument, named in the "configuration OK" line. */
-export async function runCheck (config: Config, file: string | undefined, io: Output): Promise<number> {
+export async function runCheck (config: Config, file: string | undefined, io: Output, env: Readonly<Record<string, string | undefined>> = {}): Promise<number> {
   const tls = tlsProblems(config)
   if (tls) reportError(io, tls)
+  const bridges = bridgeProblems(config, env)
+  if (bridges) reportError(io, bridges)
+  // Reported; the auth and rule files are still checked, so one run shows every problem.
+  const filesFailed = tls !== undefined || bridges !== undefined
   try {
     const auth = await Authenticator.load(config.auth)
     // Valid lines that are most likely typos: reported, and the check still passes.
@@ -26,7 +32,7 @@ export async function runCheck (config: Config, file: string | undefined, io: Ou
   const tester = new RuleTester(config.rules, config.limits.maxPacketSize)
   try {
     if (config.rules.dir === null) {
-      if (tls) return 1
+      if (filesFailed) return 1
       io.out(`configuration OK${file ? `: ${file}` : ''}; no rules directory (rules.dir is null)\n`)
       return 0
     }
@@ -37,12 +43,28 @@ export async function runCheck (config: Config, file: string | undefined, io: Ou
       io.err(`switchyard: ${failures.length} of ${checked} rule files failed to load\n`)
       return 1
     }
-    if (tls) return 1
+    if (filesFailed) return 1
     io.out(`configuration OK${file ? `: ${file}` : ''}; ${checked} rule file${checked === 1 ? '' : 's'} OK in ${config.rules.dir}\n`)
     return 0
   } finally {
     await tester.close()
   }
+}
+
+/**
+ * Each bridge as a start would resolve it (bridges/settings.ts): its
+ * password variable set, its CA, certificate and key readable and usable.
+ */
+function bridgeProblems (config: Config, env: Readonly<Record<string, string | undefined>>): ConfigError | undefined {
+  const problems: string[] = []
+  config.bridges.forEach((b, i) => {
+    try {
+      resolveSettings(b, i, env)
+    } catch (err) {
+      problems.push((err as Error).message)
+    }
+  })
+  return problems.length > 0 ? new ConfigError(problems) : undefined
 }
 
 /**

@@ -18,6 +18,18 @@ export interface StatsSource {
   rules(): RuleStateView[]
   /** A cluster node's own counters (src/cluster/node.ts), labelled with its nodeId. */
   cluster?(): ClusterMetrics
+  /** Every bridge's state and counters (src/bridges/, docs/bridges.md). */
+  bridges?(): BridgeMetrics[]
+}
+
+export interface BridgeMetrics {
+  name: string
+  connected: boolean
+  reconnects: number
+  messagesIn: number
+  messagesOut: number
+  queued: number
+  dropped: { queueFull: number, offline: number, refused: number, invalid: number }
 }
 
 export interface ClusterMetrics {
@@ -116,6 +128,17 @@ export class Metrics {
       ])
       counter('switchyard_cluster_wills_published_total', 'A cluster node: wills of dead nodes it published.', ['node'], () => [[node(), cl().willsPublished]])
       counter('switchyard_cluster_wills_failed_total', 'A cluster node: attempts to publish a dead node\'s will that failed (tried again).', ['node'], () => [[node(), cl().willsFailed]])
+    }
+    const br = source.bridges
+    if (br) {
+      const each = (read: (b: BridgeMetrics) => number) => () => br().map(b => [{ bridge: b.name }, read(b)] as [Partial<Record<'bridge', string>>, number])
+      gauge('switchyard_bridge_connected', 'A bridge: 1 while connected to its remote broker, else 0.', ['bridge'], each(b => b.connected ? 1 : 0))
+      counter('switchyard_bridge_messages_in_total', 'A bridge: messages received from the remote broker and published here.', ['bridge'], each(b => b.messagesIn))
+      counter('switchyard_bridge_messages_out_total', 'A bridge: messages sent to the remote broker and acknowledged by it (QoS 1/2) or written (QoS 0).', ['bridge'], each(b => b.messagesOut))
+      gauge('switchyard_bridge_queued', 'A bridge: messages in its out queue (waiting or in flight).', ['bridge'], each(b => b.queued))
+      counter('switchyard_bridge_reconnects_total', 'A bridge: connections lost or refused, each followed by a reconnect after the backoff.', ['bridge'], each(b => b.reconnects))
+      counter('switchyard_bridge_dropped_total', 'A bridge: messages dropped, by reason: queue_full (queue.maxMessages), offline (QoS 0 while disconnected), refused (by the remote broker), invalid (an incoming message this broker refused).', ['bridge', 'reason'],
+        () => br().flatMap(b => ([['queue_full', b.dropped.queueFull], ['offline', b.dropped.offline], ['refused', b.dropped.refused], ['invalid', b.dropped.invalid]] as const).map(([reason, n]) => [{ bridge: b.name, reason }, n] as [Partial<Record<'bridge' | 'reason', string>>, number])))
     }
     this.#ruleDuration = new client.Histogram({
       name: 'switchyard_rule_duration_seconds',

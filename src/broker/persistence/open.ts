@@ -36,6 +36,8 @@ export interface OpenedStore {
    * itself, across every node.
    */
   shared?: SharedStore
+  /** persistence "level": the LevelDB itself, where the bridges keep their out queues (a sublevel; src/bridges/queue-store.ts). */
+  level?: Level<string, Buffer>
 }
 
 export interface SharedStore {
@@ -75,6 +77,7 @@ export async function openPersistence (config: Config['persistence'], cluster?: 
   return {
     // with what it lacks for MQTT 5 sessions (level-store.ts)
     store: completeLevelStore(new LevelPersistence(db), db),
+    level: db,
     probe: async () => {
       await db.put('~switchyard-health', probeValue)
       await db.del('~switchyard-health')
