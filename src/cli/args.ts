@@ -30,6 +30,8 @@ export type Command =
   | { name: 'start', config?: string, pretty: boolean, pidFile?: string }
   | { name: 'check', config?: string }
   | { name: 'rule test', config?: string, file?: string, options: RuleTestOptions }
+  /** `rule new <name> --topic <filter> [--ts]`: rule-new.ts checks the name and the filter. */
+  | { name: 'rule new', config?: string, rule?: string, topic?: string, ts: boolean }
 
 const RULE_TEST_OPTIONS = ['topic', 'payload', 'payload-hex', 'client-id', 'username', 'qos', 'property', 'all'] as const
 
@@ -57,7 +59,8 @@ export function parseCommand (argv: readonly string[]): Command {
         username: { type: 'string' },
         qos: { type: 'string' },
         property: { type: 'string', multiple: true },
-        all: { type: 'boolean' }
+        all: { type: 'boolean' },
+        ts: { type: 'boolean' }
       }
     })
   } catch (err) {
@@ -68,10 +71,18 @@ export function parseCommand (argv: readonly string[]): Command {
   if (values.version) return { name: 'print', text: VERSION }
   const command = positionals[0] ?? 'start'
   const isRuleTest = command === 'rule' && positionals[1] === 'test'
-  const known = (command === 'start' || command === 'check') ? positionals.length <= 1 : isRuleTest && positionals.length <= 3
+  const isRuleNew = command === 'rule' && positionals[1] === 'new'
+  const known = (command === 'start' || command === 'check') ? positionals.length <= 1 : (isRuleTest || isRuleNew) && positionals.length <= 3
   if (!known) return { name: 'usage', problem: `unknown command '${positionals.join(' ')}'` }
+  if (isRuleNew) {
+    const other = RULE_TEST_OPTIONS.find(o => o !== 'topic' && values[o] !== undefined)
+    if (other) return { name: 'usage', problem: `--${other} only applies to 'rule test'; 'rule new' takes --topic <filter> and --ts` }
+    if (values['pid-file'] !== undefined) return { name: 'usage', problem: "--pid-file only applies to 'start'" }
+    return { name: 'rule new', ...(values.config === undefined ? {} : { config: values.config }), ...(positionals[2] === undefined ? {} : { rule: positionals[2] }), ...(values.topic === undefined ? {} : { topic: values.topic }), ts: values.ts === true }
+  }
+  if (values.ts !== undefined) return { name: 'usage', problem: "--ts only applies to 'rule new'" }
   const misplaced = RULE_TEST_OPTIONS.find(o => values[o] !== undefined)
-  if (!isRuleTest && misplaced) return { name: 'usage', problem: `--${misplaced} only applies to 'rule test'` }
+  if (!isRuleTest && misplaced) return { name: 'usage', problem: `--${misplaced} only applies to 'rule test'${misplaced === 'topic' ? " and 'rule new'" : ''}` }
   if (command !== 'start' && values['pid-file'] !== undefined) return { name: 'usage', problem: "--pid-file only applies to 'start'" }
 
   const config = values.config === undefined ? {} : { config: values.config }

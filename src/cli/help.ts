@@ -6,7 +6,8 @@ Commands:
   start                 start the broker (the default command)
   check                 validate the configuration and every rule file; print every problem; exit 0 or 1
   rule test <file>      run one message through a rule file in the real sandbox; print its outputs as JSON
-  rule test --all       run every rules/<name>.test.json fixture against rules/<name>.js
+  rule test --all       run every rules/<name>.test.json fixture against rules/<name>.js (or .ts)
+  rule new <name>       write rules/<name>.js (--ts: .ts) and a fixture that pass 'rule test --all' (--topic <filter> required)
   passwd ...            manage a Mosquitto-compatible password file (see 'switchyard passwd --help')
   help [passwd]         show this help, or the passwd command's
 
@@ -36,6 +37,7 @@ Examples:
   switchyard check --config switchyard.json
   switchyard rule test rules/tb-uplink.js --topic tb/mqtt-integration-tutorial/sensors/SN-001/temperature --payload '{"value":25.1}'
   switchyard rule test rules/lora-decoder.js --topic lora/0001/up --payload-hex 00eb370ce4
+  switchyard rule new greenhouse --topic 'greenhouse/+/climate' --ts
   switchyard rule test rules/mqtt5-rpc.js --topic devices/SN-001/rpc/call --payload '{"params":"42"}' \
     --property responseTopic=app/replies --property correlationData=req-1 --property user.origin=console
 

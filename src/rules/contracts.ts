@@ -40,14 +40,16 @@ export interface RuleRunner {
   readonly startError: Error | undefined
   /** Conversions asked for and not yet settled, for one rule. */
   inflight(rule: string): number
-  load(name: string, source: string, limits: Limits): Promise<LoadOutcome>
+  /** `state`: the rule's ctx.state (rule-state-store.ts), live: a restarted host gets it as it is then. */
+  load(name: string, source: string, limits: Limits, state?: ReadonlyMap<string, string>): Promise<LoadOutcome>
   unload(name: string): void
   convert(rule: string, msg: RuleMessage, done: RunDone): void
   close(): Promise<void>
 }
 
 export type RuleFileChange =
-  | { kind: 'changed', name: string, file: string, source: string, hash: string }
+  /** `error`: the file cannot become a module (a .ts file whose types cannot be stripped); it fails its load. */
+  | { kind: 'changed', name: string, file: string, source: string, hash: string, error?: string }
   | { kind: 'removed', name: string, file: string }
 
 /** Where rule files come from: reports every change, including the first load. */

@@ -23,6 +23,7 @@ import { admit } from './admit.js'
 import type { Message } from '../message.js'
 import type { Feed, FlowTarget, Publisher, RuleFileChange, RuleRunner, RuleSource, RunResult } from './contracts.js'
 import { FlowControl } from './flow.js'
+import type { LoadLimits } from './host-loads.js'
 import { messageProperties, resolveOutput } from './outputs.js'
 import type { RawOutput, RuleMessage, RuleProperties } from './protocol.js'
 import { publishInOrder } from './publish.js'
@@ -30,6 +31,8 @@ import { Router } from '../router.js'
 import { RuleLog } from './rule-log.js'
 import { settle, type Settled } from './settle.js'
 import { RuleState, type RuleStateView } from './state.js'
+import { shadowOf, Shadows } from './shadow.js'
+import { memoryRuleStateStore, RuleStates, type RuleStateStore } from './rule-state-store.js'
 import { StatusBoard } from './status.js'
 import { resetSuspension, SUSPEND_AFTER } from './suspend.js'
 import { ruleNameProblem } from './validate.js'
@@ -57,6 +60,8 @@ export interface EngineOptions {
    * feed, messages enter through route() alone (unit tests).
    */
   feed?: Feed
+  /** Where ctx.state is kept (rule-state-store.ts): the LevelDB in production; in memory without it. */
+  ruleState?: RuleStateStore
 }
 
 export class RulesEngine {
@@ -72,6 +77,9 @@ export class RulesEngine {
   readonly #rules = new Map<string, RuleState>()
   readonly #status: StatusBoard
   readonly #log: RuleLog
+  readonly #states: RuleStates
+  /** `<name>.next.js` files: shadow versions of the live rules (shadow.ts). */
+  readonly #shadows: Shadows
   readonly #feed: Feed | undefined
   #untap: (() => void) | undefined
   #closed = false
@@ -86,9 +94,11 @@ export class RulesEngine {
     this.#logger = options.logger.child({ component: 'rules' })
     this.#onDuration = options.onDuration
     this.#flow = new FlowControl(options.flow)
-    this.#status = new StatusBoard(options.publisher, this.#logger, name => this.#rules.get(name)?.view(), options.nodeId)
+    this.#status = new StatusBoard(options.publisher, this.#logger, name => { const rule = this.#rules.get(name); return rule && this.#view(rule) }, options.nodeId)
     this.#log = new RuleLog(this.#logger)
     this.#feed = options.feed
+    this.#states = new RuleStates(options.ruleState ?? memoryRuleStateStore())
+    this.#shadows = new Shadows({ runner: this.#runner, limits: () => loadLimits(this.#config), state: live => this.#states.of(live), logger: this.#logger, touch: name => this.#status.touch(name) })
   }
 
   /** Loads every rule, then watches for changes. Fails with ERR_RULES_HOST if the runner cannot start. */
@@ -101,7 +111,13 @@ export class RulesEngine {
 
   /** Every rule's state. */
   rules (): RuleStateView[] {
-    return [...this.#rules.values()].map(r => r.view()).sort((a, b) => a.name.localeCompare(b.name))
+    return [...this.#rules.values()].map(r => this.#view(r)).sort((a, b) => a.name.localeCompare(b.name))
+  }
+
+  /** One rule's state with its source and its last errors, each with its input (GET /api/rules/<name>). */
+  rule (name: string): (RuleStateView & { source: string, lastErrors: ReturnType<RuleState['errorsWithInput']> }) | undefined {
+    const rule = this.#rules.get(name)
+    return rule && { ...this.#view(rule), source: rule.source, lastErrors: rule.errorsWithInput() }
   }
 
   /** The rule host's process id, while it runs (for operators and tests). */
@@ -138,8 +154,15 @@ export class RulesEngine {
       this.#source.close()
       await this.#runner.close()
       await Promise.all([...this.#rules.values()].map(r => r.lane.tail))
+      await this.#states.flush()
     })()
     return this.#closing
+  }
+
+  // A rule's status, with its shadow version's comparison when it has one.
+  #view (rule: RuleState): RuleStateView {
+    const shadow = this.#shadows.view(rule.name)
+    return shadow === undefined ? rule.view() : { ...rule.view(), shadow }
   }
 
   // 2. admit
@@ -157,13 +180,19 @@ export class RulesEngine {
 
   // 3. convert; only a client's own message can be paused at its source
   #convert (rule: RuleState, input: RuleMessage, message: Message): void {
-    this.#runner.convert(rule.name, input, (result, ms) => this.#settle(rule, message, result, ms))
+    // A shadow version, if any, converts it too, for comparison only (shadow.ts).
+    const compare = rule.meta && this.#shadows.mirror(rule.name, input, rule.meta)
+    this.#runner.convert(rule.name, input, (result, ms) => {
+      compare?.(result)
+      this.#settle(rule, message, result, ms)
+    })
     const { origin } = message
     if (origin.kind === 'client' && origin.clientId !== null) this.#flow.queued(rule.name, origin.clientId, this.#runner.inflight(rule.name))
   }
 
   // 4. settle
   #settle (rule: RuleState, input: Message, result: RunResult, ms: number): void {
+    rule.lastConverted = Date.now()
     this.#flow.settled(rule.name, this.#runner.inflight(rule.name))
     if (ms > 0) {
       rule.recordDuration(ms)
@@ -171,6 +200,8 @@ export class RulesEngine {
     }
     this.#log.console(rule.name, result.logs)
     this.#status.touch(rule.name)
+    // ctx.state changes, kept by the rule host already (whatever the broker then thinks of the outputs); not a removed rule's
+    if (result.kind === 'ok' && result.state !== undefined && this.#rules.get(rule.name) === rule) this.#states.apply(rule.name, result.state)
     const settled = settle(rule, input.topic, result, this.#maxPacketSize, Date.now())
     if (settled.kind === 'ok') for (const output of settled.outputs) this.#publish(rule, input, output)
     else if (settled.kind === 'failed') this.#failed(rule, input, settled)
@@ -195,6 +226,7 @@ export class RulesEngine {
   }
 
   #failed (rule: RuleState, input: Message, failure: Extract<Settled, { kind: 'failed' }>): void {
+    rule.noteInput({ topic: input.topic, payload: input.payload, qos: input.qos, retain: input.retain, clientId: input.origin.clientId })
     this.#log.failure(rule.name, input, failure.counter, failure.error)
     const forMs = failure.suspendedForMs
     if (forMs === undefined) return
@@ -208,7 +240,9 @@ export class RulesEngine {
   }
 
   async #apply (changes: RuleFileChange[]): Promise<void> {
-    await Promise.all(changes.map(change => change.kind === 'removed' ? this.#remove(change.name) : this.#load(change)))
+    await Promise.all(changes.map(change => shadowOf(change.name) !== undefined
+      ? this.#shadows.apply(change)
+      : change.kind === 'removed' ? this.#remove(change.name) : this.#load(change)))
     this.#tapWhileRules()
   }
 
@@ -228,19 +262,23 @@ export class RulesEngine {
     this.#rules.delete(name)
     this.#flow.release(name)
     this.#runner.unload(name)
+    this.#states.drop(name)
     this.#log.forget(name)
     this.#logger.info({ rule: name }, 'rule removed')
     await this.#status.clear(name)
   }
 
-  async #load ({ name, file, source, hash }: Extract<RuleFileChange, { kind: 'changed' }>): Promise<void> {
+  async #load ({ name, file, source, hash, error }: Extract<RuleFileChange, { kind: 'changed' }>): Promise<void> {
     let rule = this.#rules.get(name)
     if (!rule) this.#rules.set(name, rule = new RuleState(name, file))
+    rule.file = file
     rule.sourceHash = hash
-    const nameProblem = ruleNameProblem(name)
-    const outcome = nameProblem
-      ? { ok: false as const, error: nameProblem }
-      : await this.#runner.load(name, source, { timeoutMs: this.#config.timeoutMs, memoryLimitMb: this.#config.memoryLimitMb })
+    rule.source = source
+    // A bad name, or a file that is no module (a .ts file whose types cannot be stripped)
+    const problem = ruleNameProblem(name) ?? error
+    const outcome = problem
+      ? { ok: false as const, error: problem }
+      : await this.#runner.load(name, source, loadLimits(this.#config), await this.#states.of(name))
     if (this.#rules.get(name) !== rule || rule.sourceHash !== hash) return // superseded meanwhile
     if (outcome.ok) {
       const reloaded = rule.meta !== undefined
@@ -248,6 +286,8 @@ export class RulesEngine {
       rule.loadedAt = new Date()
       rule.error = null
       resetSuspension(rule) // new code starts afresh
+      rule.isolateIdleMs = this.#config.isolateIdleMs
+      rule.lastConverted = 0 // the host released the isolate it loaded it in
       this.#router.set(name, outcome.meta.topics)
       this.#logger.info({ rule: name, topics: outcome.meta.topics }, reloaded ? 'rule reloaded' : 'rule loaded')
     } else {
@@ -259,13 +299,17 @@ export class RulesEngine {
   }
 }
 
+/** The limits a rule loads with, and the rule host's isolate policy beside them (host-loads.ts). */
+function loadLimits (config: Config['rules']): LoadLimits {
+  return { timeoutMs: config.timeoutMs, memoryLimitMb: config.memoryLimitMb, isolateIdleMs: config.isolateIdleMs }
+}
+
 function toRuleMessage (m: Message): RuleMessage {
   const msg: RuleMessage = {
     topic: m.topic,
-    // Bytes only: the rule host decodes the text, off this event loop. A
-    // copy, because a Buffer may view a larger pooled ArrayBuffer, which IPC
-    // would send whole.
-    bytes: Uint8Array.prototype.slice.call(m.payload),
+    // Bytes only: the rule host decodes the text, off this event loop. No
+    // copy: the IPC frame (ipc-frames.ts) copies just the view's bytes.
+    bytes: m.payload,
     qos: m.qos,
     retain: m.retain,
     clientId: m.origin.clientId,

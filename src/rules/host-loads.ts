@@ -4,14 +4,23 @@
  * while no host was ready.
  */
 import type { LoadOutcome } from './contracts.js'
+import type { IsolateIdleMs } from './isolate-pool.js'
 import type { ToHost } from './protocol.js'
 import type { Limits } from './validate.js'
 
 export type LoadMessage = Extract<ToHost, { t: 'load' }>
 
+/**
+ * A load's limits, with the rule host's isolate policy beside them
+ * (isolate-pool.ts); they travel in the load message's `limits`. Without
+ * `isolateIdleMs` a rule keeps its isolate as long as it is loaded (the
+ * broker's engine always sets it; `switchyard rule test` does not).
+ */
+export type LoadLimits = Limits & { isolateIdleMs?: IsolateIdleMs }
+
 export class HostLoads {
   /** Every rule that loaded, to load again in a new host. */
-  readonly #registry = new Map<string, { source: string, limits: Limits }>()
+  readonly #registry = new Map<string, { source: string, limits: LoadLimits, state: ReadonlyMap<string, string> | undefined }>()
   /** Loads awaiting an answer; `restore` marks a rule loaded again after a restart. */
   readonly #pending = new Map<number, { name: string, restore: boolean, resolve: (o: LoadOutcome) => void }>()
   /** Loads asked for while no host was ready. */
@@ -19,19 +28,19 @@ export class HostLoads {
   #nextId = 1
 
   /** A new load: the message to send (or hold), and its outcome. */
-  ask (name: string, source: string, limits: Limits): { message: LoadMessage, outcome: Promise<LoadOutcome> } {
+  ask (name: string, source: string, limits: LoadLimits, state?: ReadonlyMap<string, string>): { message: LoadMessage, outcome: Promise<LoadOutcome> } {
     const id = this.#nextId++
     const outcome = new Promise<LoadOutcome>(resolve => {
       this.#pending.set(id, {
         name,
         restore: false,
         resolve: o => {
-          if (o.ok) this.#registry.set(name, { source, limits })
+          if (o.ok) this.#registry.set(name, { source, limits, state })
           resolve(o)
         }
       })
     })
-    return { message: { t: 'load', id, name, source, limits }, outcome }
+    return { message: { t: 'load', id, name, source, limits, ...stateOf(state) }, outcome }
   }
 
   /** Keeps a load until a host is ready. */
@@ -50,11 +59,12 @@ export class HostLoads {
   replay (onRestoreFailed: (name: string, error: string) => void): LoadMessage[] {
     const asked = new Set(this.#unsent.map(m => m.name))
     const messages: LoadMessage[] = []
-    for (const [name, { source, limits }] of this.#registry) {
+    // `state` is the engine's live copy (rule-state-store.ts): a new host gets it as it is now.
+    for (const [name, { source, limits, state }] of this.#registry) {
       if (asked.has(name)) continue
       const id = this.#nextId++
       this.#pending.set(id, { name, restore: true, resolve: o => { if (!o.ok) onRestoreFailed(name, o.error) } })
-      messages.push({ t: 'load', id, name, source, limits })
+      messages.push({ t: 'load', id, name, source, limits, ...stateOf(state) })
     }
     return messages.concat(this.#unsent.splice(0))
   }
@@ -86,4 +96,9 @@ export class HostLoads {
     for (const { resolve } of this.#pending.values()) resolve({ ok: false, error })
     this.#pending.clear()
   }
+}
+
+/** A rule's ctx.state as a load message carries it: only when it has some. */
+function stateOf (state: ReadonlyMap<string, string> | undefined): { state?: Array<[string, string]> } {
+  return state === undefined || state.size === 0 ? {} : { state: [...state] }
 }

@@ -9,8 +9,11 @@
  * isolated-vm's threads; this process's event loop only moves messages.
  */
 import { expiryLeft } from '../properties.js'
+import type { LoadLimits } from './host-loads.js'
+import { IdleRelease, type IsolateIdleMs } from './isolate-pool.js'
 import type { ConvertResult, FromHost, RuleMessage, SandboxMessage, ToHost } from './protocol.js'
-import { RuleSandbox } from './sandbox.js'
+import { decodeJobs, encodeResults } from './ipc-frames.js'
+import { hostStates, RuleSandbox } from './sandbox.js'
 import { checkExports, type Limits } from './validate.js'
 
 interface Job { id: number, msg: RuleMessage }
@@ -19,8 +22,10 @@ interface Slot {
   source: string
   limits: Limits
   sandbox: RuleSandbox | undefined
-  /** Set when re-creation after a memory error failed. */
+  /** Set when making its isolate again failed (after a memory error, or once released idle). */
   broken: string | undefined
+  /** Releases the isolate once idle (isolate-pool.ts); none when it lives as long as the rule. */
+  idle: IdleRelease | undefined
   queue: Job[]
   running: boolean
   /** A replaced sandbox still running its last job. */
@@ -67,7 +72,9 @@ async function load (id: number, name: string, source: string, max: Limits): Pro
   if (slot) void pump(slot)
 }
 
-async function loadSlot (id: number, name: string, source: string, max: Limits): Promise<boolean> {
+async function loadSlot (id: number, name: string, source: string, asked: LoadLimits): Promise<boolean> {
+  // The isolate policy travels with the limits (host-loads.ts); the rule's own limits are checked without it.
+  const { isolateIdleMs = null, ...max } = asked
   let sandbox: RuleSandbox
   try {
     sandbox = await RuleSandbox.create(name, source, max, catastrophe)
@@ -92,19 +99,34 @@ async function loadSlot (id: number, name: string, source: string, max: Limits):
       return false
     }
   }
+  // Made to read and check its exports: released now, made again on the first matching message (isolate-pool.ts).
+  if (isolateIdleMs !== null) sandbox.dispose()
   const slot = slots.get(name)
   if (slot) {
     if (slot.running) slot.retired = slot.sandbox
     else slot.sandbox?.dispose()
-    Object.assign(slot, { source, limits, sandbox, broken: undefined })
+    slot.idle?.cancel()
+    Object.assign(slot, { source, limits, sandbox, broken: undefined, idle: releaser(slot, isolateIdleMs) })
   } else {
-    slots.set(name, { name, source, limits, sandbox, broken: undefined, queue: [], running: false, retired: undefined, cautious: 0 })
+    const added: Slot = { name, source, limits, sandbox, broken: undefined, idle: undefined, queue: [], running: false, retired: undefined, cautious: 0 }
+    added.idle = releaser(added, isolateIdleMs)
+    slots.set(name, added)
   }
   send({ t: 'loaded', id, ok: true, meta: checked.meta })
   return true
 }
 
+function releaser (slot: Slot, idleMs: IsolateIdleMs): IdleRelease | undefined {
+  if (idleMs === null) return undefined
+  return new IdleRelease(idleMs, () => {
+    if (slot.running || slot.queue.length > 0) return // pump() starts the clock again when it is done
+    slot.sandbox?.dispose()
+    slot.sandbox = undefined
+  })
+}
+
 function unload (name: string): void {
+  hostStates.drop(name)
   const pending = loading.get(name)
   if (pending) {
     loading.delete(name)
@@ -113,6 +135,7 @@ function unload (name: string): void {
   const slot = slots.get(name)
   if (!slot) return
   slots.delete(name)
+  slot.idle?.cancel()
   for (const job of slot.queue) reply(job.id, name, 0, { kind: 'error', error: 'rule was unloaded', logs: [] })
   slot.queue = []
   if (slot.running) slot.retired = slot.sandbox
@@ -131,7 +154,7 @@ async function pump (slot: Slot): Promise<void> {
         slot.broken = undefined
       } catch (err) {
         slot.sandbox = undefined
-        slot.broken = `could not re-create the rule after a memory error: ${(err as Error).message}`
+        slot.broken = `could not make the rule's isolate again (after a memory error, or once released idle): ${(err as Error).message}`
       }
     }
     if (slot.sandbox === undefined) {
@@ -158,15 +181,17 @@ async function pump (slot: Slot): Promise<void> {
     if (slot.retired) { slot.retired.dispose(); slot.retired = undefined }
   }
   slot.running = false
+  slot.idle?.used()
 }
 
-// msg.payload: the text of the bytes, decoded here rather than in the broker.
-function withText (msg: RuleMessage): SandboxMessage {
-  const payload = Buffer.from(msg.bytes.buffer, msg.bytes.byteOffset, msg.bytes.byteLength).toString('utf8')
-  const expiry = msg.properties?.messageExpiryInterval
-  if (expiry === undefined) return { ...msg, payload }
+// msg.payload: the text of the bytes, decoded here rather than in the broker;
+// decodeJobs (ipc-frames.ts) reads it from the frame, and the message is used as it is.
+function withText (msg: RuleMessage | SandboxMessage): SandboxMessage {
+  const text: SandboxMessage = 'payload' in msg ? msg : { ...msg, payload: Buffer.from(msg.bytes.buffer, msg.bytes.byteOffset, msg.bytes.byteLength).toString('utf8') }
+  const expiry = text.properties?.messageExpiryInterval
+  if (expiry === undefined) return text
   // What is left of the lifetime once the rule's turn comes (a backlog can be long).
-  return { ...msg, payload, properties: { ...msg.properties, messageExpiryInterval: expiryLeft(expiry, msg.timestamp, Date.now()) } }
+  return { ...text, properties: { ...text.properties, messageExpiryInterval: expiryLeft(expiry, text.timestamp, Date.now()) } }
 }
 
 function reply (id: number, rule: string, ms: number, result: ConvertResult): void {
@@ -177,7 +202,7 @@ function reply (id: number, rule: string, ms: number, result: ConvertResult): vo
       flushQueued = false
       const results = outbox
       outbox = []
-      send({ t: 'results', results })
+      send({ t: 'results', frame: encodeResults(results) })
     })
   }
 }
@@ -185,6 +210,7 @@ function reply (id: number, rule: string, ms: number, result: ConvertResult): vo
 process.on('message', (message: ToHost) => {
   switch (message.t) {
     case 'load':
+      hostStates.seed(message.name, message.state)
       void load(message.id, message.name, message.source, message.limits)
       break
     case 'unload':
@@ -196,7 +222,7 @@ process.on('message', (message: ToHost) => {
       // The broker sends at most HOST_WINDOW (conversions.ts) per rule, two
       // of our MAX_BATCH calls, and keeps the rest of a backlog itself.
       send({ t: 'received', seq: message.seq })
-      for (const job of message.jobs) {
+      for (const job of decodeJobs(message.frame)) {
         const pending = loading.get(job.rule)
         if (pending) { pending.jobs.push({ id: job.id, msg: job.msg }); continue }
         const slot = slots.get(job.rule)

@@ -1,10 +1,11 @@
 /*
- * The rules directory: every `<name>.js` not starting with '.' or '_' is a
- * rule. A watcher rescans on any change (debounced), and a rescan reports
- * only what changed, by content hash, so saving a file twice reloads once.
- * Only the top level is read, and only `.js`: one extension keeps one name
- * per rule (`x.js` and `x.mjs` would both be rule `x`). What looks meant as a
- * rule but is not loaded (`x.mjs`, a subdirectory) is logged once.
+ * The rules directory: every `<name>.js` or `<name>.ts` not starting with
+ * '.' or '_' is a rule. A watcher rescans on any change (debounced), and a
+ * rescan reports only what changed, by content hash, so saving a file twice
+ * reloads once. Only the top level is read, and only `.js` and `.ts` (types
+ * stripped, typescript.ts): one name per rule, so `x.mjs` is not read, and
+ * of `x.js` and `x.ts` side by side only `x.js` loads. What looks meant as a
+ * rule but is not loaded (`x.mjs`, a subdirectory, that `x.ts`) is logged once.
  */
 import { createHash } from 'node:crypto'
 import { watch, type Dirent, type FSWatcher } from 'node:fs'
@@ -12,11 +13,29 @@ import { mkdir, readdir, readFile } from 'node:fs/promises'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import type { RuleFileChange, RuleSource } from './contracts.js'
+import { isTypeScriptRule, ruleModuleSource } from './typescript.js'
 
 const DEBOUNCE_MS = 50
 
 export function isRuleFile (file: string): boolean {
-  return file.endsWith('.js') && !file.startsWith('.') && !file.startsWith('_')
+  return (file.endsWith('.js') || isTypeScriptRule(file)) && !file.startsWith('.') && !file.startsWith('_')
+}
+
+/** A rule file's rule name: its file name without `.js` or `.ts`. */
+export function ruleName (file: string): string {
+  return path.basename(file).replace(/\.(js|ts)$/, '')
+}
+
+/**
+ * The rule files among `names`, one per rule name: `x.js` wins over `x.ts`
+ * (a compiled rule next to its source); the losers, with why.
+ */
+export function pickRuleFiles (names: readonly string[]): { files: string[], hidden: Array<{ file: string, reason: string }> } {
+  const files = names.filter(isRuleFile).sort()
+  const js = new Set(files.filter(f => f.endsWith('.js')).map(ruleName))
+  const hidden = files.filter(f => f.endsWith('.ts') && js.has(ruleName(f)))
+    .map(f => ({ file: f, reason: `${ruleName(f)}.js is also there, and one name is one rule: ${f} is not loaded; remove one of the two` }))
+  return { files: files.filter(f => !(f.endsWith('.ts') && js.has(ruleName(f)))), hidden }
 }
 
 /** Why an entry of the rules directory that looks meant as a rule is not loaded; undefined for rules and for what is plainly not one. */
@@ -24,12 +43,12 @@ export function ignoredReason (entry: Pick<Dirent, 'name' | 'isDirectory'>): str
   const { name } = entry
   if (name.startsWith('.') || name.startsWith('_')) return undefined // drafts, by convention
   if (entry.isDirectory()) return 'subdirectories are not read: rules are loaded from the top level of the rules directory only; move the file up to load it'
-  const ext = /\.(mjs|cjs|mts|cts|ts)$/.exec(name)?.[1]
+  const ext = /\.(mjs|cjs|mts|cts)$/.exec(name)?.[1]
   if (ext === undefined) return undefined
   const base = name.slice(0, -ext.length - 1)
   if (ext === 'mjs') return `rule files are named <name>.js (they are ES modules all the same); rename it to ${base}.js to load it`
   if (ext === 'cjs') return `rule files are ES modules named <name>.js; CommonJS is not supported: use export, and rename it to ${base}.js`
-  return `rules are JavaScript: compile it to ${base}.js`
+  return `TypeScript rule files are named <name>.ts (ES modules all the same); rename it to ${base}.ts to load it`
 }
 
 /** The rules directory as a RuleSource for the engine. */
@@ -37,7 +56,8 @@ export class RuleFiles implements RuleSource {
   readonly #dir: string
   #onChanges: (changes: RuleFileChange[]) => Promise<void> = async () => {}
   readonly #logger: Logger
-  readonly #known = new Map<string, string>()
+  /** Each rule's content hash and file. */
+  readonly #known = new Map<string, { hash: string, file: string }>()
   /** Ignored entries already logged, so each is logged once while it stays. */
   readonly #ignored = new Set<string>()
   #watcher: FSWatcher | undefined
@@ -89,8 +109,9 @@ export class RuleFiles implements RuleSource {
     let entries: string[]
     try {
       const dirents = await readdir(this.#dir, { withFileTypes: true })
-      this.#logIgnored(dirents)
-      entries = dirents.filter(d => !d.isDirectory() && isRuleFile(d.name)).map(d => d.name).sort()
+      const picked = pickRuleFiles(dirents.filter(d => !d.isDirectory()).map(d => d.name))
+      this.#logIgnored(dirents, picked.hidden)
+      entries = picked.files
     } catch (err) {
       this.#logger.error({ dir: this.#dir, err: (err as Error).message }, 'cannot read the rules directory')
       return
@@ -98,7 +119,7 @@ export class RuleFiles implements RuleSource {
     const changes: RuleFileChange[] = []
     const present = new Set<string>()
     for (const file of entries) {
-      const name = file.slice(0, -3)
+      const name = ruleName(file)
       present.add(name)
       let source: string
       try {
@@ -110,22 +131,29 @@ export class RuleFiles implements RuleSource {
         continue
       }
       const hash = createHash('sha256').update(source).digest('hex')
-      if (this.#known.get(name) === hash) continue
-      this.#known.set(name, hash)
-      changes.push({ kind: 'changed', name, file: path.join(this.#dir, file), source, hash })
+      const known = this.#known.get(name)
+      if (known?.hash === hash && known.file === file) continue
+      this.#known.set(name, { hash, file })
+      const where = path.join(this.#dir, file)
+      // A .ts file loads with its types stripped; what cannot be stripped fails its load.
+      const module = ruleModuleSource(where, source)
+      changes.push('error' in module
+        ? { kind: 'changed', name, file: where, source: '', hash, error: module.error }
+        : { kind: 'changed', name, file: where, source: module.source, hash })
     }
-    for (const name of [...this.#known.keys()]) {
+    for (const [name, { file }] of [...this.#known]) {
       if (present.has(name)) continue
       this.#known.delete(name)
-      changes.push({ kind: 'removed', name, file: path.join(this.#dir, `${name}.js`) })
+      changes.push({ kind: 'removed', name, file: path.join(this.#dir, file) })
     }
     if (changes.length > 0 && !this.#closed) await this.#onChanges(changes)
   }
 
-  #logIgnored (dirents: Dirent[]): void {
+  #logIgnored (dirents: Dirent[], hidden: Array<{ file: string, reason: string }>): void {
     const seen = new Set<string>()
+    const reasons = new Map(hidden.map(s => [s.file, s.reason]))
     for (const d of dirents) {
-      const reason = ignoredReason(d)
+      const reason = reasons.get(d.name) ?? ignoredReason(d)
       if (reason === undefined) continue
       seen.add(d.name)
       if (this.#ignored.has(d.name)) continue

@@ -1,5 +1,6 @@
 /* What is known about one rule, and its public, JSON-ready view. */
 import type { LoadedMeta } from './protocol.js'
+import type { ShadowView } from './shadow.js'
 import { newLane, type Lane } from './publish.js'
 
 export type RuleStatus = 'running' | 'failed' | 'suspended'
@@ -45,19 +46,39 @@ export interface RuleStateView extends RuleCounters {
   loadedAt: string | null
   suspendedUntil: string | null
   lastErrors: RuleError[]
+  /** Whether the rule host holds an isolate for it now, as the broker sees it: made on a matching message, released after rules.isolateIdleMs (isolate-pool.ts). */
+  isolate: 'idle' | 'running'
+  /** Only when `<name>.next.js` is beside the rule: its comparison with this version (shadow.ts). */
+  shadow?: ShadowView
 }
 
 const DURATIONS = 1024
 const LAST_ERRORS = 5
+/** Bytes of an erring input's payload kept for GET /api/rules/<name>. */
+const INPUT_BYTES = 16 * 1024
+
+/** The message a conversion failed on, as GET /api/rules/<name> shows it next to the error. */
+export interface ErrorInput {
+  topic: string
+  /** At most the first 16 KiB of the payload; `truncated` says so. */
+  payload: Buffer
+  truncated: boolean
+  qos: 0 | 1 | 2
+  retain: boolean
+  clientId: string | null
+}
 
 export class RuleState {
   readonly name: string
-  readonly file: string
+  /** Changes when the rule's file does (x.js replaced by x.ts, loader.ts). */
+  file: string
   /** The version running in the host, if any. */
   meta: LoadedMeta | undefined
   loadedAt: Date | undefined
   /** The file's content that was last loaded or tried, to skip unchanged files. */
   sourceHash = ''
+  /** That content itself, for GET /api/rules/<name>. */
+  source = ''
   error: string | null = null
   suspendedUntil = 0
   backoffMs = 0
@@ -73,6 +94,16 @@ export class RuleState {
   constructor (name: string, file: string) {
     this.name = name
     this.file = file
+  }
+
+  /** rules.isolateIdleMs for this rule (null: its isolate lives while it is loaded), and its last conversion's time (0: none since the load). */
+  isolateIdleMs: number | null = null
+  lastConverted = 0
+
+  get isolate (): 'idle' | 'running' {
+    if (this.meta === undefined) return 'idle'
+    if (this.isolateIdleMs === null) return 'running'
+    return this.lastConverted > 0 && Date.now() - this.lastConverted < this.isolateIdleMs ? 'running' : 'idle'
   }
 
   get status (): RuleStatus {
@@ -97,6 +128,25 @@ export class RuleState {
     if (this.lastErrors.length > LAST_ERRORS) this.lastErrors.shift()
   }
 
+  // Beside lastErrors, not in view(): the status goes to $SYS/, which must not carry payloads.
+  readonly #inputs = new WeakMap<RuleError, ErrorInput>()
+
+  /** The input of the conversion error just recorded (settle.ts records it, the engine knows the message). */
+  noteInput (input: { topic: string, payload: Buffer, qos: 0 | 1 | 2, retain: boolean, clientId: string | null }): void {
+    const last = this.lastErrors.at(-1)
+    if (last === undefined || !('topic' in last) || last.topic !== input.topic || this.#inputs.has(last)) return
+    const truncated = input.payload.length > INPUT_BYTES
+    this.#inputs.set(last, { ...input, payload: Buffer.from(input.payload.subarray(0, INPUT_BYTES)), truncated })
+  }
+
+  /** lastErrors, each conversion error with its input. */
+  errorsWithInput (): Array<RuleError & { input?: ErrorInput }> {
+    return this.lastErrors.map(e => {
+      const input = this.#inputs.get(e)
+      return input === undefined ? { ...e } : { ...e, input }
+    })
+  }
+
   view (): RuleStateView {
     const [p50, p99] = percentiles(this.#durations.subarray(0, Math.min(this.#durationCount, DURATIONS)))
     return {
@@ -112,7 +162,8 @@ export class RuleState {
       p99Ms: p99,
       loadedAt: this.loadedAt?.toISOString() ?? null,
       suspendedUntil: this.status === 'suspended' ? new Date(this.suspendedUntil).toISOString() : null,
-      lastErrors: [...this.lastErrors]
+      lastErrors: [...this.lastErrors],
+      isolate: this.isolate
     }
   }
 }

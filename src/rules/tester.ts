@@ -10,11 +10,12 @@ import path from 'node:path'
 import { pino } from 'pino'
 import { RuleHostProcess } from './host-process.js'
 import { parseFixture, type FixtureCase } from './fixtures.js'
-import { ignoredReason, isRuleFile } from './loader.js'
+import { ignoredReason, pickRuleFiles, ruleName } from './loader.js'
 import { outputsProblem, resolveOutput, type OutputMessage } from './outputs.js'
 import type { LoadedMeta, RawProperties, RuleMessage } from './protocol.js'
 import { checkProperties } from '../properties.js'
 import type { Limits } from './validate.js'
+import { ruleModuleSource } from './typescript.js'
 import { topicMatches } from '../topics.js'
 
 export interface TestInput {
@@ -63,15 +64,22 @@ export class RuleTester {
     this.#host = new RuleHostProcess({ logger: pino({ level: 'silent' }) })
   }
 
-  /** Loads a rule file; its name is the file name without .js. */
+  /** Loads a rule file (.js, or .ts with its types stripped); its name is the file name without the extension. */
   async load (file: string): Promise<{ ok: true, name: string } | { ok: false, error: string }> {
-    const name = path.basename(file, '.js')
-    let source: string
+    const name = ruleName(file)
+    let text: string
     try {
-      source = await readFile(file, 'utf8')
+      text = await readFile(file, 'utf8')
     } catch (err) {
       return { ok: false, error: `cannot read ${file}: ${(err as Error).message}` }
     }
+    const module = ruleModuleSource(file, text)
+    if ('error' in module) return { ok: false, error: module.error }
+    return this.loadSource(name, module.source)
+  }
+
+  /** Loads (or replaces) a rule from its source (the admin API's rule test: a running rule's source). */
+  async loadSource (name: string, source: string): Promise<{ ok: true, name: string } | { ok: false, error: string }> {
     const outcome = await this.#host.load(name, source, this.#limits)
     if (!outcome.ok) return outcome
     this.#meta.set(name, outcome.meta)
@@ -110,14 +118,17 @@ export class RuleTester {
     })
   }
 
-  /** Runs every `<name>.test.json` in `dir` against `<name>.js`, cases in order, on one loaded instance per file. */
+  /** Runs every `<name>.test.json` in `dir` against `<name>.js` (or `<name>.ts`), cases in order, on one loaded instance per file. */
   async runFixtures (dir: string): Promise<CaseReport[]> {
     const reports: CaseReport[] = []
-    const files = (await readdir(dir)).filter(f => f.endsWith('.test.json')).sort()
+    const entries = await readdir(dir)
+    const ruleFiles = new Map(pickRuleFiles(entries).files.map(f => [ruleName(f), f]))
+    const files = entries.filter(f => f.endsWith('.test.json')).sort()
     for (const fixture of files) {
-      const ruleFile = fixture.replace(/\.test\.json$/, '.js')
+      const base = fixture.replace(/\.test\.json$/, '')
+      const ruleFile = ruleFiles.get(base) ?? `${base}.js`
       const where = path.join(dir, fixture)
-      if (!isRuleFile(ruleFile)) continue
+      if (base.startsWith('.') || base.startsWith('_')) continue
       let parsed: ReturnType<typeof parseFixture>
       try {
         parsed = parseFixture(await readFile(where, 'utf8'))
@@ -152,7 +163,9 @@ export class RuleTester {
         const reason = ignoredReason(d)
         if (reason !== undefined) ignored.push({ file: path.join(dir, d.name), reason })
       }
-      files = dirents.filter(d => !d.isDirectory() && isRuleFile(d.name)).map(d => d.name).sort()
+      const picked = pickRuleFiles(dirents.filter(d => !d.isDirectory()).map(d => d.name))
+      for (const s of picked.hidden) ignored.push({ file: path.join(dir, s.file), reason: s.reason })
+      files = picked.files
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { checked: 0, failures: [], ignored }
       throw err
