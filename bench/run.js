@@ -11,18 +11,28 @@
 // build (another checkout's dist/, with its own node_modules beside it) to
 // every 3.1.1 scenario Switchyard runs, as broker `switchyard-before`, and
 // prints a before/after table: the same scenarios, one run, one machine.
+// --only=qos0-json,rule-drop,rule: issue 16's diagnostics (run only when named) split a converted
+// message's cost: the JSON messages delivered with no rule, and with a rule that publishes nothing.
+// BENCH_NODE_ARGS adds node flags to each broker (e.g. --cpu-prof); BENCH_SWITCHYARD_BIN another entry point.
 // --only=cluster runs the cluster scenarios (issue 13; they need redis-server):
 // single node (memory, LevelDB), one node on Redis, two nodes, workers: 2.
+// --only=bridge (issue 14): QoS 0 and 1 through one bridge, in and out, Switchyard's
+// against Mosquitto's (bench/bridge.js).
+// --only=console (issue 15): the QoS 0 flood with the admin listener on, without
+// and with one console tail (GET /api/stream?filter=#) reading every message.
 import { spawnSync } from 'node:child_process'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
-import { BROKERS, addSwitchyardBuild, cpuMicros, freePort, hasMosquitto, hasRedis, peakRss, removeDir, rss, tempDir } from './lib/brokers.js'
+import { BRIDGE_BROKERS, BRIDGE_IDS, bridgeScenarios, bridgeTable } from './bridge.js'
+import { BROKERS, addSwitchyardBuild, collectGarbage, cpuMicros, ownCpuMicros, freePort, hasMosquitto, hasRedis, peakRss, removeDir, rss, tempDir } from './lib/brokers.js'
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const GROUPS = {
   mqtt5: ['qos0', 'qos1', 'v5-qos0', 'v5-qos1', 'v5-qos0-long', 'v5-qos0-alias', 'v5-qos1-long', 'v5-qos1-alias'],
-  cluster: ['cluster-qos0', 'cluster-qos1', 'cluster-qos1-persistent', 'cluster-pairs-qos0', 'cluster-pairs-qos1', 'cluster-latency-qos0', 'cluster-latency-qos1']
+  cluster: ['cluster-qos0', 'cluster-qos1', 'cluster-qos1-persistent', 'cluster-pairs-qos0', 'cluster-pairs-qos1', 'cluster-latency-qos0', 'cluster-latency-qos1'],
+  console: ['console-none', 'console-tail'],
+  bridge: BRIDGE_IDS
 }
 const only = args.find(a => a.startsWith('--only='))?.slice(7).split(',').flatMap(id => GROUPS[id] ?? [id])
 const brokerArg = args.find(a => a.startsWith('--brokers='))?.slice(10).split(',')
@@ -37,6 +47,12 @@ export function convert (msg) {
   const r = JSON.parse(msg.payload)
   return { topic: 'devices/' + device + '/telemetry', payload: { temperature: r.value, seq: r.seq, p: r.p, ts: r.ts } }
 }`
+// Diagnostic (issue 16): the rule path without its output; the subscriber takes the raw topic
+const DROPPER = `export const topics = ['tb/mqtt-integration-tutorial/sensors/+/temperature']
+export function convert (msg) {
+  JSON.parse(msg.payload)
+  return []
+}`
 const siteRule = i => `export const topics = ['site/${i}/+/temperature']
 export function convert (msg) {
   const r = JSON.parse(msg.payload)
@@ -46,6 +62,8 @@ const thousandRules = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => 
 const hundredRules = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`site${i}.js`, siteRule(i)]))
 
 const n = (full, small) => quick ? small : full
+Object.assign(BROKERS, BRIDGE_BROKERS)
+const BRIDGE_SCENARIOS = bridgeScenarios(n)
 const ALL = ['switchyard-memory', 'switchyard-level', 'aedes-memory', 'aedes-level', 'mosquitto']
 const PLAIN = ['switchyard-memory', 'aedes-memory', 'mosquitto']
 const OURS = ['switchyard-memory']
@@ -76,12 +94,19 @@ const SCENARIOS = [
   { id: 'v5-qos1-alias', title: 'MQTT 5, QoS 1, 64-byte topic, topic aliases', brokers: V5, v5: true, baseline: 'v5-qos1-long', flow: { protocolVersion: 5, qos: 1, pubs: 1, subs: 1, perPub: n(50_000, 10_000), topic: LONG_TOPIC, filter: LONG_FILTER, alias: true } },
   { id: 'latency', title: 'latency at 5,000 msg/s, QoS 0', brokers: PLAIN, flow: { qos: 0, pubs: 1, subs: 1, rate: 5000, seconds: n(5, 2) } },
   { id: 'rule', title: 'one converter rule on every message', brokers: OURS, baseline: 'qos0', flow: { qos: 0, pubs: 1, subs: 1, perPub: n(60_000, 15_000), json: true, rules: { 'uplink.js': CONVERTER } } },
+  // Diagnostics for the rule path (issue 16), not in a full run: the raw JSON topic with no rule, and with a rule that publishes nothing
+  { id: 'qos0-json', title: 'QoS 0, the rule scenario\'s JSON messages, no rule', brokers: OURS, baseline: 'qos0', diagnostic: true, flow: { qos: 0, pubs: 1, subs: 1, perPub: n(60_000, 15_000), json: true, filter: 'tb/mqtt-integration-tutorial/sensors/+/temperature' } },
+  { id: 'rule-drop', title: 'a rule on every message that publishes nothing (subscriber on the raw topic)', brokers: OURS, baseline: 'qos0-json', diagnostic: true, flow: { qos: 0, pubs: 1, subs: 1, perPub: n(60_000, 15_000), json: true, filter: 'tb/mqtt-integration-tutorial/sensors/+/temperature', rules: { 'uplink.js': DROPPER } } },
   { id: 'rule-latency', title: 'latency at 5,000 msg/s through the rule', brokers: OURS, flow: { qos: 0, pubs: 1, subs: 1, rate: 5000, seconds: n(5, 2), json: true, rules: { 'uplink.js': CONVERTER } } },
   { id: 'rules1000-none', title: '1,000 rules, none matching', brokers: OURS, baseline: 'qos0', flow: { qos: 0, pubs: 1, subs: 1, perPub: n(200_000, 40_000), rules: thousandRules, settleMs: 10_000 } },
   { id: 'rules1000-one', title: '1,000 rules, one matching each message', brokers: OURS, baseline: 'rule', flow: { qos: 0, pubs: 1, subs: 1, perPub: n(60_000, 15_000), json: true, rules: thousandRules, topic: 'site/537/SN-{id}/temperature', filter: 'out/#', settleMs: 10_000 } },
   { id: 'retained', title: `retained replay of ${quick ? '5,000' : '20,000'} messages to a new # subscriber`, brokers: ALL, retained: { count: n(20_000, 5_000), qos: 0 } },
   { id: 'idle', title: `${quick ? '2,000' : '10,000'} idle connections`, brokers: PLAIN, idle: n(10_000, 2_000) },
   { id: 'startup', title: 'start-up with 100 rules', brokers: OURS, startup: hundredRules },
+  // Issue 15: what an open console costs the broker. Both with the admin listener; the tail is an SSE
+  // client in this process reading GET /api/stream?filter=# as the console's Live page does
+  { id: 'console-none', title: 'QoS 0, 1 → 1, admin listener, no console tail', brokers: OURS, flow: { qos: 0, pubs: 1, subs: 1, perPub: n(200_000, 40_000), admin: true } },
+  { id: 'console-tail', title: 'QoS 0, 1 → 1, one console tail on #', brokers: OURS, baseline: 'console-none', flow: { qos: 0, pubs: 1, subs: 1, perPub: n(200_000, 40_000), admin: true, tail: '#' } },
   // Issue 13: the cost of the cluster, CPU counted over every node process and redis-server. A 30 s grace:
   // a QoS 0 flood into one node on Redis is delivered seconds late (not lost), and 3 s would count it lost
   // (BENCH_GRACE_MS sets the other scenarios' grace)
@@ -93,7 +118,9 @@ const SCENARIOS = [
   // the latency a client sees below saturation (the flood scenarios' p99 is queueing)
   { id: 'cluster-latency-qos0', title: 'cluster, latency at 5,000 msg/s, QoS 0', brokers: CLUSTER, cluster: true, flow: { qos: 0, pubs: 1, subs: 1, rate: 5000, seconds: n(5, 2) } },
   { id: 'cluster-latency-qos1', title: 'cluster, latency at 5,000 msg/s, QoS 1', brokers: CLUSTER, cluster: true, flow: { qos: 1, pubs: 1, subs: 1, rate: 5000, seconds: n(5, 2) } },
-  { id: 'cluster-qos1-persistent', title: 'cluster, QoS 1, 1 → 1 persistent session', brokers: CLUSTER, cluster: true, flow: { graceMs: 30_000, qos: 1, pubs: 1, subs: 1, perPub: n(20_000, 5_000), persistent: true } }
+  { id: 'cluster-qos1-persistent', title: 'cluster, QoS 1, 1 → 1 persistent session', brokers: CLUSTER, cluster: true, flow: { graceMs: 30_000, qos: 1, pubs: 1, subs: 1, perPub: n(20_000, 5_000), persistent: true } },
+  // Issue 14: through one bridge, Switchyard's against Mosquitto's (bench/bridge.js)
+  ...BRIDGE_SCENARIOS
 ]
 
 function ensureMosquitto () {
@@ -129,9 +156,11 @@ function percentile (sorted, q) {
 async function runFlow (brokerKey, flow) {
   const dir = tempDir()
   const port = await freePort()
-  const broker = await BROKERS[brokerKey].start({ port, dir, rules: flow.rules })
+  const adminPort = flow.admin ? await freePort() : undefined
+  const broker = await BROKERS[brokerKey].start({ port, dir, rules: flow.rules, adminPort, bridge: flow.bridge })
   // Steady state: V8 keeps working on freshly made isolates for a while after start.
   if (flow.settleMs) await new Promise(resolve => setTimeout(resolve, flow.settleMs))
+  const tail = flow.tail ? await openTail(adminPort, flow.tail) : undefined
   try {
     const payload = flow.json ? 'json' : 'binary'
     const topic = flow.topic ?? (flow.json ? 'tb/mqtt-integration-tutorial/sensors/SN-{id}/temperature' : 'bench/{id}/t')
@@ -147,6 +176,8 @@ async function runFlow (brokerKey, flow) {
     // a cluster: every node process (with its workers) and redis-server (/proc/<pid>/stat before and after)
     const cpuAll = () => [broker.pid, ...(broker.extraPids ?? [])].reduce((sum, p) => sum + cpuMicros(p), 0)
     const cpu0 = cpuAll()
+    // with rules: the broker process alone, the rest is its rule host; a bridge: the bridging broker alone
+    const own0 = flow.rules || flow.bridge ? ownCpuMicros(broker.pid) : 0
     const redis0 = broker.redisPid ? cpuMicros(broker.redisPid) : 0
     pub.worker.postMessage({ type: 'go' })
     const sent = await pub.next()
@@ -154,6 +185,7 @@ async function runFlow (brokerKey, flow) {
     sub.worker.postMessage({ type: 'finish', graceMs: flow.graceMs ?? Number(process.env.BENCH_GRACE_MS ?? 3000) })
     const done = await sub.next()
     const cpu = cpuAll() - cpu0
+    const ownCpu = flow.rules || flow.bridge ? ownCpuMicros(broker.pid) - own0 : undefined
     const redisCpu = broker.redisPid ? cpuMicros(broker.redisPid) - redis0 : undefined
     const peak = peakRss(broker.pid)
     pub.worker.postMessage({ type: 'close' })
@@ -174,12 +206,46 @@ async function runFlow (brokerKey, flow) {
       outOfOrder: done.outOfOrder,
       cpuPerMsg: cpu / Math.max(1, done.received),
       ...(redisCpu === undefined ? {} : { redisCpuPerMsg: redisCpu / Math.max(1, done.received) }),
+      ...(ownCpu === undefined ? {} : { brokerCpuPerMsg: ownCpu / Math.max(1, done.received) }),
+      ...(tail ? { tail: { streamed: tail.messages, dropped: tail.dropped } } : {}),
+      ...(flow.bridge ? { bridge: true } : {}),
       peakRss: peak
     }
   } finally {
+    tail?.close()
     await broker.stop()
     removeDir(dir)
   }
+}
+
+/**
+ * A console tail: GET /api/stream?filter=<filter> on the admin listener, read
+ * as fast as this process can, counting the messages streamed and the last
+ * `event: dropped` total. Resolves once the stream is subscribed (`event: ready`).
+ */
+async function openTail (port, filter) {
+  const { default: http } = await import('node:http')
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: `/api/stream?filter=${encodeURIComponent(filter)}` }, res => {
+      if (res.statusCode !== 200) return reject(new Error(`GET /api/stream: ${res.statusCode}`))
+      const tail = { messages: 0, dropped: 0, close: () => req.destroy() }
+      let rest = ''
+      let ready = false
+      res.setEncoding('utf8')
+      res.on('data', chunk => {
+        const text = rest + chunk
+        const end = text.lastIndexOf('\n\n')
+        if (end < 0) { rest = text; return }
+        rest = text.slice(end + 2)
+        for (const block of text.slice(0, end).split('\n\n')) {
+          if (block.startsWith('event: message')) tail.messages++
+          else if (block.startsWith('event: dropped')) tail.dropped = JSON.parse(block.slice(block.indexOf('data: ') + 6)).dropped
+          else if (block.includes('event: ready') && !ready) { ready = true; resolve(tail) }
+        }
+      })
+    })
+    req.on('error', reject)
+  })
 }
 
 /** A worker's first message; an error (a refused CONNECT, no topic aliases) ends the scenario. */
@@ -192,18 +258,24 @@ function ready (message, ...workers) {
 async function runIdle (brokerKey, connections) {
   const dir = tempDir()
   const port = await freePort()
-  const broker = await BROKERS[brokerKey].start({ port, dir })
+  // Δ RSS / N after a full GC in the Node brokers (issue 16): without it the
+  // figure is mostly the connect burst's garbage, and varies run to run
+  const broker = await BROKERS[brokerKey].start({ port, dir, memprobe: true })
   try {
+    const heapBefore = await collectGarbage(broker)
     const before = rss(broker.pid)
     const w = startWorker({ role: 'idle', port, connections })
     const result = await w.next()
     if (result.type !== 'connected') throw new Error(result.message ?? 'idle connections failed')
     await new Promise(resolve => setTimeout(resolve, 1000))
+    const noGc = rss(broker.pid)
+    const heapAfter = await collectGarbage(broker)
+    const gc = heapAfter !== undefined
     const after = rss(broker.pid)
     w.worker.postMessage({ type: 'close' })
     await w.next()
     await w.worker.terminate()
-    return { connectRate: result.connections / result.seconds, rssPerConnection: (after - before) / result.connections, peakRss: peakRss(broker.pid) }
+    return { connectRate: result.connections / result.seconds, rssPerConnection: (after - before) / result.connections, rssPerConnectionNoGc: gc ? (noGc - before) / result.connections : undefined, heapPerConnection: gc ? (heapAfter.heapUsed - heapBefore.heapUsed) / result.connections : undefined, peakRss: peakRss(broker.pid) }
   } finally {
     await broker.stop()
     removeDir(dir)
@@ -258,6 +330,7 @@ async function main () {
   console.log(`# switchyard bench${quick ? ' --quick' : ''}, ${new Date().toISOString()}, node ${process.version}, ${(await import('node:os')).cpus().length} cores`)
   for (const scenario of SCENARIOS) {
     if (only && !only.includes(scenario.id)) continue
+    if (scenario.diagnostic && !only) continue // named in --only, or not run
     results[scenario.id] = {}
     // the second build joins every 3.1.1 scenario Switchyard runs, right after it
     const brokers = beforeDist && !scenario.v5 && !scenario.cluster ? scenario.brokers.flatMap(k => k === 'switchyard-memory' ? [k, 'switchyard-before'] : [k]) : scenario.brokers
@@ -282,10 +355,11 @@ async function main () {
     }
   }
   console.log(`# ${((Date.now() - started) / 1000).toFixed(0)} s\n`)
-  if (SCENARIOS.some(s => !s.v5 && !s.cluster && results[s.id])) console.log(table(results))
+  if (SCENARIOS.some(s => !s.v5 && !s.cluster && !s.bridge && results[s.id])) console.log(table(results))
   if (SCENARIOS.some(s => s.v5 && results[s.id])) console.log(`\n${v5Table(results)}`)
   if (beforeDist) console.log(`\n${beforeAfterTable(results)}`)
   if (SCENARIOS.some(s => s.cluster && results[s.id])) console.log(`\n${clusterTable(results)}`)
+  if (BRIDGE_SCENARIOS.some(s => results[s.id])) console.log(`\n${bridgeTable(results, BRIDGE_SCENARIOS, fmt)}`)
 }
 
 /** The cluster on Redis against the single node (memory, LevelDB), scenario by scenario, same run. */
@@ -305,13 +379,16 @@ function clusterTable (results) {
 }
 
 function line (r) {
-  if (r.connectRate !== undefined) return `${fmt.rate(r.connectRate)} conn/s, ${fmt.kb(r.rssPerConnection)} KiB RSS/conn, peak RSS ${fmt.mb(r.peakRss)} MiB`
+  if (r.connectRate !== undefined) return `${fmt.rate(r.connectRate)} conn/s, ${fmt.kb(r.rssPerConnection)} KiB RSS/conn${r.rssPerConnectionNoGc === undefined ? '' : ` after a GC (${fmt.kb(r.rssPerConnectionNoGc)} before it; V8 heap used ${fmt.kb(r.heapPerConnection)} KiB/conn)`}, peak RSS ${fmt.mb(r.peakRss)} MiB`
   if (r.replaySeconds !== undefined) return `replay ${fmt.ms(r.replaySeconds * 1000)} ms (median of 3, max ${fmt.ms(r.replayMax * 1000)} ms), ${fmt.rate(r.retainedCount / r.replaySeconds)} msg/s; storing them took ${fmt.ms(r.storeSeconds * 1000)} ms; peak RSS ${fmt.mb(r.peakRss)} MiB`
   if (r.startupMs !== undefined) return `start-up ${fmt.ms(r.startupMs)} ms, with 100 rules ${fmt.ms(r.startupWithRulesMs)} ms`
   return `${fmt.rate(r.msgPerSec)} msg/s, p50 ${fmt.ms(r.p50)} ms, p99 ${fmt.ms(r.p99)} ms, max ${fmt.ms(r.max)} ms, ` +
     `lost ${r.lost}, dup ${r.duplicates}, out-of-order ${r.outOfOrder}, CPU ${fmt.us(r.cpuPerMsg)} µs/msg, peak RSS ${fmt.mb(r.peakRss)} MiB` +
     (r.redisCpuPerMsg !== undefined ? ` (redis-server ${fmt.us(r.redisCpuPerMsg)})` : '') +
-    (r.window !== undefined ? `, window ${r.window}` : '') + (r.aliased ? `, ${fmt.rate(r.aliased)} delivered with a topic alias only` : '')
+    (r.brokerCpuPerMsg !== undefined && r.bridge ? ` (bridging broker ${fmt.us(r.brokerCpuPerMsg)}, remote Mosquitto ${fmt.us(r.cpuPerMsg - r.brokerCpuPerMsg)})` : '') +
+    (r.brokerCpuPerMsg !== undefined && !r.bridge ? ` (broker ${fmt.us(r.brokerCpuPerMsg)}, rule host ${fmt.us(r.cpuPerMsg - r.brokerCpuPerMsg)})` : '') +
+    (r.window !== undefined ? `, window ${r.window}` : '') + (r.aliased ? `, ${fmt.rate(r.aliased)} delivered with a topic alias only` : '') +
+    (r.tail ? `; the tail: ${fmt.rate(r.tail.streamed)} streamed, ${fmt.rate(r.tail.dropped)} dropped` : '')
 }
 
 /**
@@ -368,7 +445,7 @@ function table (results) {
   const rows = ['| scenario | Switchyard msg/s | ÷ Aedes | ÷ Mosquitto | Switchyard CPU µs/msg | ÷ Aedes | ÷ Mosquitto | p99 ms (S / A / M) | lost, dup, ooo |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
   for (const s of SCENARIOS) {
     const r = results[s.id]
-    if (!r || s.v5 || s.cluster) continue
+    if (!r || s.v5 || s.cluster || s.bridge) continue
     const sy = r['switchyard-memory']
     const a = r['aedes-memory']
     const m = r.mosquitto

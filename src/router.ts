@@ -11,6 +11,9 @@ const { QlobberDedup } = createRequire(import.meta.url)('qlobber') as { QlobberD
 
 const MQTT = { separator: '/', wildcard_one: '+', wildcard_some: '#', match_empty_levels: true }
 
+/** Topics whose matches are remembered; beyond it the memory starts afresh. */
+export const MATCH_CACHE_SIZE = 4096
+
 /**
  * Which rules' topic filters match a topic: one trie walk per message,
  * however many rules there are. Keyed by rule name; the bus (src/bus.ts)
@@ -25,6 +28,10 @@ export class Router<K = string> {
   // Filters per trie: an empty trie is skipped (qlobber would still split the topic).
   #plainCount = 0
   #wildCount = 0
+  // A topic's matches until the filters change (issue 16): devices publish on
+  // the same few topics, and a walk splits the topic and builds a Set each
+  // time, for every message and every rule output.
+  readonly #cache = new Map<string, ReadonlySet<K>>()
 
   /** How many keys have filters. */
   get size (): number { return this.#filters.size }
@@ -32,23 +39,37 @@ export class Router<K = string> {
   /** Sets (or replaces) a rule's filters. */
   set (rule: K, filters: readonly string[]): void {
     this.delete(rule)
+    this.#cache.clear()
     for (const f of filters) this.#count(f, 1).add(f, rule)
     this.#filters.set(rule, filters)
   }
 
   delete (rule: K): void {
+    this.#cache.clear()
     for (const f of this.#filters.get(rule) ?? []) this.#count(f, -1).remove(f, rule)
     this.#filters.delete(rule)
   }
 
-  /** The rules matching `topic`; one entry per rule, however many of its filters match. */
-  match (topic: string): Set<K> {
+  /** The rules matching `topic`; one entry per rule, however many of its filters match. Not to be changed: it is shared. */
+  match (topic: string): ReadonlySet<K> {
+    let found = this.#cache.get(topic)
+    if (found !== undefined) return found
+    found = this.#walk(topic)
+    if (this.#cache.size >= MATCH_CACHE_SIZE) this.#cache.clear()
+    this.#cache.set(topic, found)
+    return found
+  }
+
+  #walk (topic: string): Set<K> {
     const plain = this.#plainCount > 0 ? this.#plain.match(topic) : new Set<K>()
     if (topic.startsWith('$') || this.#wildCount === 0) return plain
     const wild = this.#wild.match(topic)
     if (plain.size === 0) return wild
-    for (const r of wild) plain.add(r)
-    return plain
+    // A copy: qlobber may hand back a trie node's own Set (when one node
+    // matches), and adding to it added the wildcard keys to that filter for good.
+    const both = new Set(plain)
+    for (const r of wild) both.add(r)
+    return both
   }
 
   #count (filter: string, delta: number): Trie<K> {

@@ -115,7 +115,8 @@ export function addSwitchyardBuild (key, label, dist) {
   BROKERS[key] = { label, start: (o) => switchyard('memory', o, bin) }
 }
 
-function switchyard (persistence, o, bin = path.join(ROOT, 'bin/switchyard.js')) {
+// BENCH_SWITCHYARD_BIN: another entry point taking `start --config <file>` (a profiling wrapper)
+function switchyard (persistence, o, bin = process.env.BENCH_SWITCHYARD_BIN ?? path.join(ROOT, 'bin/switchyard.js')) {
   const rulesDir = path.join(o.dir, 'rules')
   mkdirSync(rulesDir, { recursive: true })
   for (const [name, source] of Object.entries(o.rules ?? {})) writeFileSync(path.join(rulesDir, name), source)
@@ -125,7 +126,9 @@ function switchyard (persistence, o, bin = path.join(ROOT, 'bin/switchyard.js'))
     // warn: the per-connection info lines would cost the 10k-connection scenario
     log: { level: 'warn' },
     limits: { maxConnections: 19_000 },
-    rules: { dir: rulesDir }
+    rules: { dir: rulesDir },
+    // the console scenarios (issue 15): an anonymous admin listener on loopback, for GET /api/stream
+    ...(o.adminPort ? { admin: { host: '127.0.0.1', port: o.adminPort } } : {})
   }
   const file = path.join(o.dir, 'switchyard.json')
   writeFileSync(file, JSON.stringify(config))
@@ -140,7 +143,33 @@ function mosquitto (o) {
 }
 
 function node (args, o, ready = line => line.includes('listening on')) {
-  return proc(process.execPath, ['--no-node-snapshot', ...args], o, ready)
+  // BENCH_NODE_ARGS (e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof'): for profiling the brokers
+  const extra = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []
+  // o.memprobe: collectGarbage() can ask it for a full GC (bench/lib/memprobe.cjs)
+  const probe = o.memprobe ? ['--expose-gc', '--require', MEMPROBE] : []
+  return proc(process.execPath, ['--no-node-snapshot', ...probe, ...extra, ...args], o, ready)
+}
+
+const MEMPROBE = fileURLToPath(new URL('./memprobe.cjs', import.meta.url))
+
+/**
+ * A full GC in a broker started with `memprobe: true` (a Node one), so that
+ * RSS is read without the garbage of what just happened. Resolves with
+ * process.memoryUsage() after it, or undefined for a broker without the
+ * probe (Mosquitto: no GC to wait for).
+ */
+export async function collectGarbage (broker) {
+  if (!broker.memprobe) return undefined
+  const seen = broker.output().split('MEMPROBE ').length
+  process.kill(broker.pid, 'SIGUSR2')
+  const deadline = Date.now() + 10_000
+  let parts
+  while ((parts = broker.output().split('MEMPROBE ')).length === seen) {
+    if (Date.now() > deadline) throw new Error('no MEMPROBE answer from the broker')
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+  const probe = JSON.parse(parts.at(-1).split('\n')[0])
+  return probe.afterGc ?? probe.before
 }
 
 // Brokers still running, so that an interrupted bench (Ctrl-C, a timeout)
@@ -171,6 +200,7 @@ async function proc (cmd, args, o, ready) {
   }
   return {
     pid: child.pid,
+    memprobe: Boolean(o.memprobe) && cmd === process.execPath,
     startupMs: performance.now() - startedAt,
     output: () => output,
     async stop () {
@@ -201,6 +231,15 @@ export function cpuMicros (pid) {
     } catch { /* exited */ }
   }
   return total
+}
+
+/** CPU time in µs of a process alone, without its children (the broker without its rule host). */
+export function ownCpuMicros (pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 1e6 / CLK_TCK
+  } catch { return 0 }
 }
 
 /** Peak resident memory in bytes (VmHWM) of a process and its children. */

@@ -37,7 +37,8 @@ const STALL_CHECK_MS = 250
  * can subscribe, since subscriptions capture these functions.
  */
 export function boundStalledDeliveries (client: Client, stream: Duplex, counters: Counters): void {
-  const pending = new Set<() => void>()
+  // Made on the first delivery: an idle connection never needs it (issue 16).
+  let pending: Set<() => void> | undefined
   let lastProgress = Date.now()
   let stalled = false
   let timer: NodeJS.Timeout | undefined
@@ -46,10 +47,11 @@ export function boundStalledDeliveries (client: Client, stream: Duplex, counters
     stalled = false
   }
   stream.on('drain', progress)
-  stream.once('close', () => clearTimeout(timer))
+  // on, not once: 'close' comes once, and once() costs a wrapper per connection (issue 16)
+  stream.on('close', () => clearTimeout(timer))
   const watch = () => {
     timer = undefined
-    if (pending.size === 0) return
+    if (pending === undefined || pending.size === 0) return
     const idle = Date.now() - lastProgress
     if (idle < STALLED_ANYWAY_MS && (idle < STALLED_AFTER_MS || stream.writableLength < STALLED_BACKLOG_BYTES)) {
       timer = setTimeout(watch, STALL_CHECK_MS)
@@ -68,10 +70,10 @@ export function boundStalledDeliveries (client: Client, stream: Duplex, counters
     const release = () => {
       if (done) return
       done = true
-      pending.delete(release)
+      pending!.delete(release)
       cb()
     }
-    pending.add(release)
+    ;(pending ??= new Set()).add(release)
     timer ??= setTimeout(watch, STALL_CHECK_MS)
     deliver(packet, () => {
       progress()

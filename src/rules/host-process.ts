@@ -17,6 +17,7 @@ import { SwitchyardError } from '../errors.js'
 import type { LoadOutcome, RuleRunner, RunDone } from './contracts.js'
 import { Conversions } from './conversions.js'
 import { HostLoads } from './host-loads.js'
+import { decodeResults, encodeJobs } from './ipc-frames.js'
 import type { FromHost, RuleMessage, ToHost } from './protocol.js'
 import type { Limits } from './validate.js'
 
@@ -68,9 +69,11 @@ export class RuleHostProcess implements RuleRunner {
 
   inflight (rule: string): number { return this.#conversions.inflight(rule) }
 
-  load (name: string, source: string, limits: Limits): Promise<LoadOutcome> {
+  load (name: string, source: string, limits: Limits, state?: ReadonlyMap<string, string>): Promise<LoadOutcome> {
     if (this.#startError) return Promise.resolve({ ok: false, error: this.#startError.message })
-    const { message, outcome } = this.#loads.ask(name, source, limits)
+    // Asked after close() (the engine reads the rule's ctx.state first): no host will answer it.
+    if (this.#closing) return Promise.resolve({ ok: false, error: 'the broker is closing' })
+    const { message, outcome } = this.#loads.ask(name, source, limits, state)
     if (this.#ready) this.#send(message)
     else this.#loads.hold(message)
     this.#ensureStarted()
@@ -118,7 +121,7 @@ export class RuleHostProcess implements RuleRunner {
     this.#flushQueued = false
     if (!this.#ready) return
     const batch = this.#conversions.takeBatch()
-    if (batch) this.#send({ t: 'convert', ...batch })
+    if (batch) this.#send({ t: 'convert', seq: batch.seq, frame: encodeJobs(batch.jobs) })
   }
 
   #send (message: ToHost): void {
@@ -180,7 +183,7 @@ export class RuleHostProcess implements RuleRunner {
         this.#conversions.acknowledged(m.seq)
         break
       case 'results':
-        for (const r of m.results) this.#conversions.settle(r.id, r.result, r.ms)
+        for (const r of decodeResults(m.frame)) this.#conversions.settle(r.id, r.result, r.ms)
         // Room in the window: send what waits now, so that the host does not idle.
         this.#flush()
         break

@@ -43,7 +43,8 @@ export interface RawOutput {
 }
 
 export type ConvertResult =
-  | { kind: 'ok', outputs: RawOutput[], logs: Array<[string, string]> }
+  /** `state`: the conversion's ctx.state changes, [key, JSON text or null when deleted] (rule-state.ts). */
+  | { kind: 'ok', outputs: RawOutput[], logs: Array<[string, string]>, state?: Array<[string, string | null]> }
   | { kind: 'error' | 'timeout' | 'memory', error: string, logs: Array<[string, string]> }
 
 export interface LoadedMeta {
@@ -56,14 +57,20 @@ export interface LoadedMeta {
 export type SandboxMessage = RuleMessage & { payload: string }
 
 export type ToHost =
-  | { t: 'load', id: number, name: string, source: string, limits: { timeoutMs: number, memoryLimitMb: number } }
+  /** `state`: the rule's ctx.state as the broker has it, [key, JSON text] (rule-state.ts); absent when empty. */
+  | { t: 'load', id: number, name: string, source: string, limits: { timeoutMs: number, memoryLimitMb: number }, state?: Array<[string, string]> }
   | { t: 'unload', name: string }
-  /** A batch of conversions; the host acknowledges `seq` ('received') before converting any of it. */
-  | { t: 'convert', seq: number, jobs: Array<{ id: number, rule: string, msg: RuleMessage }> }
+  /**
+   * A batch of conversions; the host acknowledges `seq` ('received') before
+   * converting any of it. `frame`: the jobs, { id, rule, msg: RuleMessage },
+   * as ipc-frames.ts encodes them (one Buffer, not objects: issue 16).
+   */
+  | { t: 'convert', seq: number, frame: Uint8Array }
 
 export type FromHost =
   | { t: 'ready' }
   | { t: 'received', seq: number }
   | { t: 'loaded', id: number, ok: true, meta: LoadedMeta }
   | { t: 'loaded', id: number, ok: false, error: string }
-  | { t: 'results', results: Array<{ id: number, rule: string, ms: number, result: ConvertResult }> }
+  /** `frame`: the results, { id, rule, ms, result: ConvertResult }, as ipc-frames.ts encodes them. */
+  | { t: 'results', frame: Uint8Array }

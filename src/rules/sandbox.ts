@@ -8,7 +8,13 @@
  * code: values cross by copy only (README, Security).
  */
 import { createRequire } from 'node:module'
+import { CreationGate } from './isolate-pool.js'
 import type { SandboxMessage, RawOutput, ConvertResult } from './protocol.js'
+import { sourceUrl } from './typescript.js'
+import { HostRuleStates, STATE_JS, type StateChanges } from './rule-state.js'
+
+/** Every rule's ctx.state in this rule host (rule-state.ts); host-main.ts seeds and drops them. */
+export const hostStates = new HostRuleStates()
 
 // The slice of the isolated-vm API used here, declared locally so that the
 // build does not depend on which of the two aliased versions is installed.
@@ -168,6 +174,8 @@ function normalize (result) {
   })
 }
 const define = (name, value) => Object.defineProperty(globalThis, name, { value, writable: false, configurable: false, enumerable: false })
+// ctx and ctx.state (rule-state.ts)
+${STATE_JS}
 define('__exports', () => ({
   topics: rule.topics, qos: rule.qos, limits: rule.limits, convertType: typeof rule.convert,
   // 'AsyncFunction', 'GeneratorFunction'...: only a plain function can return its outputs.
@@ -180,8 +188,12 @@ function one (msg) {
   // MQTT 5 properties; {} for a message without them (an MQTT 3.1.1 publisher's)
   if (msg.properties === undefined) msg.properties = {}
   else if (msg.properties.correlationData !== undefined) msg.properties.correlationData = new Uint8Array(msg.properties.correlationData)
+  stateBegin()
   try {
-    return { outputs: normalize(rule.convert(msg)), logs: __logs.splice(0) }
+    const outputs = normalize(rule.convert(msg, ctx))
+    // Kept only now: a conversion that fails changes no state.
+    const state = stateCommit()
+    return state === undefined ? { outputs, logs: __logs.splice(0) } : { outputs, logs: __logs.splice(0), state }
   } catch (e) {
     return { error: describe(e), logs: __logs.splice(0) }
   }
@@ -204,6 +216,9 @@ define('__runBatch', function (msgs, budgetMs) {
 define('__collect', () => done.splice(0))
 `
 
+// Isolates made at once (isolate-pool.ts): two cores here; more only raises the peak.
+const creating = new CreationGate(4)
+
 const MEMORY_ERROR = /memory limit/i
 const TIMEOUT_ERROR = /timed out/i
 
@@ -214,29 +229,44 @@ export class RuleSandbox {
   readonly #collect: Reference
   readonly #limits: SandboxLimits
   readonly exports: RuleExports
+  readonly #name: string
+  readonly #stateLoad: Reference
+  /** The version of hostStates' copy this isolate holds (rule-state.ts): behind it, it is seeded before converting. */
+  #stateVersion = 0
 
-  private constructor (isolate: Isolate, fns: { runBatch: Reference, collect: Reference }, exports: RuleExports, limits: SandboxLimits) {
+  private constructor (isolate: Isolate, fns: { runBatch: Reference, collect: Reference, stateLoad: Reference }, exports: RuleExports, limits: SandboxLimits, name: string) {
     this.#isolate = isolate
     this.#runBatch = fns.runBatch
     this.#collect = fns.collect
+    this.#stateLoad = fns.stateLoad
     this.exports = exports
     this.#limits = limits
+    this.#name = name
   }
 
   /** Compiles and evaluates a rule file. Throws an Error with a readable message on any problem. */
-  static async create (name: string, source: string, limits: SandboxLimits, onCatastrophicError: (message: string) => void): Promise<RuleSandbox> {
+  static create (name: string, source: string, limits: SandboxLimits, onCatastrophicError: (message: string) => void): Promise<RuleSandbox> {
+    return creating.run(() => RuleSandbox.#create(name, source, limits, onCatastrophicError))
+  }
+
+  static async #create (name: string, source: string, limits: SandboxLimits, onCatastrophicError: (message: string) => void): Promise<RuleSandbox> {
     const { Isolate } = loadIsolatedVm()
     const isolate = new Isolate({ memoryLimit: limits.memoryLimitMb, onCatastrophicError })
+    let filename = `${name}.js`
     try {
       const context = await isolate.createContext()
       await context.eval(PRELUDE, { timeout: limits.timeoutMs })
-      const ruleModule = await isolate.compileModule(source, { filename: `${name}.js` })
+      // A TypeScript rule names itself <name>.ts (typescript.ts), for its stack traces and errors.
+      filename = sourceUrl(source) ?? filename
+      const ruleModule = await isolate.compileModule(source, { filename })
       const imports = ruleModule.dependencySpecifiers
       if (imports.length > 0) {
-        throw new Error(`rule files cannot import anything (found: ${imports.map(s => `'${s}'`).join(', ')}); the sandbox has no modules, filesystem or network`)
+        // `import { type X } from '...'` keeps its import once stripped; `import type` goes whole.
+        const typeOnly = filename.endsWith('.ts') ? " (for types, write `import type { ... } from '...'`: it is removed when the rule loads)" : ''
+        throw new Error(`rule files cannot import anything (found: ${imports.map(s => `'${s}'`).join(', ')}); the sandbox has no modules, filesystem or network${typeOnly}`)
       }
       await ruleModule.instantiate(context, () => { throw new Error('imports are not available in rules') })
-      const wrapper = await isolate.compileModule(WRAPPER, { filename: 'switchyard-wrapper.js' })
+      const wrapper = await isolate.compileModule(WRAPPER.replace('__RULE_NAME__', JSON.stringify(name)), { filename: 'switchyard-wrapper.js' })
       await wrapper.instantiate(context, specifier => {
         if (specifier === 'rule') return ruleModule
         throw new Error('imports are not available in rules')
@@ -246,10 +276,11 @@ export class RuleSandbox {
       const exports = await context.eval('__exports()', { copy: true, timeout: limits.timeoutMs }) as RuleExports
       const runBatch = await context.global.get('__runBatch', { reference: true })
       const collect = await context.global.get('__collect', { reference: true })
-      return new RuleSandbox(isolate, { runBatch, collect }, exports, limits)
+      const stateLoad = await context.global.get('__stateLoad', { reference: true })
+      return new RuleSandbox(isolate, { runBatch, collect, stateLoad }, exports, limits, name)
     } catch (err) {
       if (!isolate.isDisposed) isolate.dispose()
-      throw new Error(describeFailure(err, limits))
+      throw new Error(describeFailure(err, limits, filename))
     }
   }
 
@@ -266,12 +297,13 @@ export class RuleSandbox {
     let rest = msgs
     while (rest.length > 0) {
       try {
+        await this.#seedState()
         const batch = await this.#runBatch.apply(undefined, [rest, this.#limits.timeoutMs], {
           arguments: { copy: true },
           result: { copy: true },
           timeout: 2 * this.#limits.timeoutMs
         }) as RawResult[]
-        results.push(...batch.map(toResult))
+        results.push(...this.#keepState(batch.map(toResult)))
         rest = rest.slice(batch.length)
       } catch (err) {
         const message = (err as Error).message ?? String(err)
@@ -286,7 +318,7 @@ export class RuleSandbox {
         // Stopped: keep what finished, charge the timeout to the message it
         // stopped, and go on with the rest.
         const finished = await this.#collect.apply(undefined, [], { arguments: { copy: true }, result: { copy: true }, timeout: this.#limits.timeoutMs }).catch(() => []) as RawResult[]
-        results.push(...finished.map(toResult))
+        results.push(...this.#keepState(finished.map(toResult)))
         rest = rest.slice(finished.length)
         results.push(TIMEOUT_ERROR.test(message)
           ? { kind: 'timeout', error: `exceeded timeoutMs ${this.#limits.timeoutMs}`, logs: [] }
@@ -300,17 +332,35 @@ export class RuleSandbox {
   dispose (): void {
     if (!this.#isolate.isDisposed) this.#isolate.dispose()
   }
+
+  // A new isolate (or one whose rule was reloaded meanwhile) gets the rule's ctx.state first.
+  async #seedState (): Promise<void> {
+    const state = hostStates.get(this.#name)
+    if (state === undefined || state.version === this.#stateVersion) return
+    await this.#stateLoad.apply(undefined, [[...state.entries]], { arguments: { copy: true }, result: { copy: true }, timeout: this.#limits.timeoutMs })
+    this.#stateVersion = state.version
+  }
+
+  // The isolate holds the changes already: the host's copy catches up, and stays level with it.
+  #keepState (results: ConvertResult[]): ConvertResult[] {
+    for (const r of results) {
+      if (r.kind !== 'ok' || r.state === undefined) continue
+      const level = (hostStates.get(this.#name)?.version ?? 0) === this.#stateVersion
+      hostStates.apply(this.#name, r.state)
+      if (level) this.#stateVersion = hostStates.get(this.#name)!.version
+    }
+    return results
+  }
 }
 
-type RawResult = { outputs?: RawOutput[], error?: string, logs: Array<[string, string]> }
+type RawResult = { outputs?: RawOutput[], error?: string, logs: Array<[string, string]>, state?: StateChanges }
 
 function toResult (r: RawResult): ConvertResult {
-  return r.error !== undefined
-    ? { kind: 'error', error: r.error, logs: r.logs }
-    : { kind: 'ok', outputs: r.outputs ?? [], logs: r.logs }
+  if (r.error !== undefined) return { kind: 'error', error: r.error, logs: r.logs }
+  return r.state === undefined ? { kind: 'ok', outputs: r.outputs ?? [], logs: r.logs } : { kind: 'ok', outputs: r.outputs ?? [], logs: r.logs, state: r.state }
 }
 
-function describeFailure (err: unknown, limits: SandboxLimits): string {
+function describeFailure (err: unknown, limits: SandboxLimits, filename: string): string {
   const message = err instanceof Error ? err.message : String(err)
   if (MEMORY_ERROR.test(message)) return `loading exceeded memoryLimitMb ${limits.memoryLimitMb}`
   if (TIMEOUT_ERROR.test(message)) return `loading exceeded timeoutMs ${limits.timeoutMs} (top-level code runs under the same limit as convert)`
@@ -323,5 +373,8 @@ function describeFailure (err: unknown, limits: SandboxLimits): string {
       'export the rule with `export const topics = [...]` and `export function convert (msg) {...}`' +
       (commonJs[1] === 'require' ? ', and import nothing (the sandbox has no modules)' : '')
   }
-  return name && name !== 'Error' && !message.startsWith(name) ? `${name}: ${message}` : message
+  const described = name && name !== 'Error' && !message.startsWith(name) ? `${name}: ${message}` : message
+  // Thrown by top-level code: where, in the rule's file (a .ts file's own line and column).
+  const frame = err instanceof Error ? err.stack?.split('\n').find(l => l.includes(`${filename}:`))?.trim() : undefined
+  return frame === undefined || message.includes(`[${filename}:`) ? described : `${described}\n    ${frame}`
 }

@@ -107,7 +107,7 @@ export async function fakeEngine (rules: Record<string, object>, options: Partia
   const publisher = new FakePublisher(bus)
   const flow = new FakeFlow()
   const engine = new RulesEngine({
-    config: { dir: '/nowhere', timeoutMs: 100, memoryLimitMb: 32, maxHops: 4 },
+    config: { dir: '/nowhere', timeoutMs: 100, memoryLimitMb: 32, maxHops: 4, isolateIdleMs: null },
     maxPacketSize: 1024,
     runner,
     source,
