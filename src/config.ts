@@ -3,6 +3,7 @@ import { isIP } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { z } from 'zod'
+import { bridgesSchema, checkBridges } from './bridges/config.js'
 import { ConfigError } from './errors.js'
 
 /*
@@ -84,7 +85,14 @@ const sections = {
   }).prefault({}),
   admin: z.strictObject({
     host,
-    port: port(9090)
+    port: port(9090),
+    // issue 15: administrators, in the broker's password file format (`switchyard passwd`)
+    passwordFile: z.string().min(1).optional(),
+    // both: the admin listener speaks HTTPS
+    cert: z.string().min(1).optional(),
+    key: z.string().min(1).optional(),
+    // a non-loopback admin listener without passwordFile starts only with this (checkAdmin)
+    allowAnonymous: z.boolean().default(false)
   }).optional(),
   sys: z.strictObject({
     interval: z.number().int().min(0).max(86_400).default(10)
@@ -94,9 +102,13 @@ const sections = {
     dir: z.string().min(1).nullable().default('rules'),
     timeoutMs: z.number().int().min(1).max(60_000).default(100),
     memoryLimitMb: z.number().int().min(8).max(4096).default(32),
-    maxHops: z.number().int().min(1).max(64).default(4)
+    maxHops: z.number().int().min(1).max(64).default(4),
+    // issue 16: an idle rule's isolate is released after this long (src/rules/isolate-pool.ts); null keeps it while the rule is loaded
+    isolateIdleMs: z.number().int().min(0).max(86_400_000).nullable().default(300_000)
   }).prefault({}),
-  cluster: cluster.optional()
+  cluster: cluster.optional(),
+  // issue 14: connections to other brokers (docs/bridges.md); checked by checkBridges (src/bridges/config.ts)
+  bridges: bridgesSchema
 }
 
 const schema = z.strictObject(sections)
@@ -150,7 +162,7 @@ export function parseConfig (input: unknown, options: ParseOptions = {}): Config
   if (!result.success) {
     // Run the file and cross-field checks too, on every part that is valid on
     // its own, so one `switchyard check` shows every problem at once.
-    const raw = (typeof input === 'object' && input !== null ? input : {}) as { listeners?: unknown, auth?: unknown, cluster?: unknown, persistence?: unknown }
+    const raw = (typeof input === 'object' && input !== null ? input : {}) as { listeners?: unknown, auth?: unknown, cluster?: unknown, persistence?: unknown, admin?: unknown }
     const rawListeners = Array.isArray(raw.listeners) ? raw.listeners : []
     const listeners = rawListeners.map(l => listener.safeParse(l)).map(r => r.success ? r.data : undefined)
     const { listeners: resolved, problems } = resolveListeners(listeners, baseDir, devCertDir)
@@ -165,6 +177,10 @@ export function parseConfig (input: unknown, options: ParseOptions = {}): Config
       ...checkClusterPersistence(raw))
     const clusterSection = cluster.safeParse(raw.cluster)
     if (clusterSection.success && clusterSection.data !== undefined) checkCluster(clusterSection.data, baseDir, problems)
+    const bridgesSection = sections.bridges.safeParse((raw as { bridges?: unknown }).bridges)
+    if (bridgesSection.success) checkBridges(bridgesSection.data, baseDir, problems, raw.cluster !== undefined)
+    const adminSection = sections.admin.safeParse(raw.admin)
+    if (adminSection.success && adminSection.data !== undefined) resolveAdmin(adminSection.data, baseDir, problems)
     throw new ConfigError([...result.error.issues.map(describeIssue), ...problems], options.source)
   }
   const parsed = result.data
@@ -176,6 +192,8 @@ export function parseConfig (input: unknown, options: ParseOptions = {}): Config
     ...checkLogin(listeners, auth),
     ...checkClusterPersistence(input as { persistence?: unknown, cluster?: unknown }))
   const clusterConfig = parsed.cluster === undefined ? undefined : checkCluster(parsed.cluster, baseDir, problems, listeners)
+  const bridges = checkBridges(parsed.bridges, baseDir, problems, clusterConfig !== undefined)
+  const admin = parsed.admin === undefined ? undefined : resolveAdmin(parsed.admin, baseDir, problems)
   if (problems.length > 0) throw new ConfigError(problems, options.source)
 
   const persistence = clusterConfig !== undefined
@@ -186,7 +204,7 @@ export function parseConfig (input: unknown, options: ParseOptions = {}): Config
       : parsed.persistence
   const rules = { ...parsed.rules, dir: parsed.rules.dir === null ? null : path.resolve(baseDir, parsed.rules.dir) }
   const { cluster: _cluster, ...rest } = parsed
-  const config = deepFreeze({ ...rest, listeners, persistence, rules, auth, baseDir, devCertDir, ...(clusterConfig === undefined ? {} : { cluster: clusterConfig }) })
+  const config = deepFreeze({ ...rest, listeners, persistence, rules, auth, bridges, ...(admin === undefined ? {} : { admin }), baseDir, devCertDir, ...(clusterConfig === undefined ? {} : { cluster: clusterConfig }) })
   validated.add(config)
   return config
 }
@@ -432,6 +450,37 @@ function checkLogin (listeners: readonly ListenerConfig[], auth: AuthInput): str
   if (listeners.some(l => (l.type === 'tls' || l.type === 'wss') && l.useIdentityAsUsername)) return []
   return ['auth.allowAnonymous: false, but there is no passwordFile and no listener with useIdentityAsUsername: no client could connect; add "passwordFile"']
 }
+
+/**
+ * The admin section (issue 15, docs/security.md#the-admin-listener): its
+ * files resolved and checked; a non-loopback admin listener needs a
+ * passwordFile, or says allowAnonymous, as the broker's listeners do.
+ */
+function resolveAdmin (admin: AdminInput, baseDir: string, problems: string[]): AdminInput {
+  const out: AdminInput = { ...admin }
+  for (const field of ['passwordFile', 'cert', 'key'] as const) {
+    const file = admin[field]
+    if (file === undefined) continue
+    const full = path.resolve(baseDir, file)
+    if (!existsSync(full)) {
+      problems.push(`admin.${field}: file not found: ${file} (resolved to ${full})${field === 'passwordFile' ? '; create it with `switchyard passwd -c <file> <user>`' : '; fix the path, or remove cert and key to serve plain HTTP'}`)
+    }
+    out[field] = full
+  }
+  if ((admin.cert === undefined) !== (admin.key === undefined)) {
+    problems.push('admin: "cert" and "key" go together; set both to serve the admin listener over HTTPS, or neither for HTTP')
+  }
+  if (admin.allowAnonymous && admin.passwordFile !== undefined) {
+    problems.push('admin.allowAnonymous: true, but admin.passwordFile is set too; remove one: with a passwordFile every route but /healthz needs a login')
+  }
+  if (!isLoopback(admin.host) && admin.passwordFile === undefined && !admin.allowAnonymous) {
+    problems.push(`admin.host: "${admin.host}" is not a loopback address and the admin listener has no login; ` +
+      'bind it to 127.0.0.1, set "admin": { "passwordFile": ... } (make one with `switchyard passwd -c <file> <user>`), or set "admin": { "allowAnonymous": true } to expose it without login (see docs/security.md)')
+  }
+  return out
+}
+
+type AdminInput = NonNullable<z.output<typeof sections.admin>>
 
 /** `undefined` entries (listeners invalid on their own) keep their index for messages. */
 function checkPorts (listeners: ReadonlyArray<{ host: string, port: number } | undefined>): string[] {

@@ -1,10 +1,14 @@
 import { Authenticator } from './auth/authenticator.js'
 import { createBrokerCore, type BrokerCore, type ClientInfo, type Counters } from './broker/aedes.js'
 import { Bus, type MessageHandler } from './bus.js'
+import type { BridgeView } from './bridges/bridge.js'
+import { Bridges } from './bridges/bridges.js'
 import os from 'node:os'
 import type { ClusterContext } from './cluster/context.js'
 import type { ClusterNode } from './cluster/node.js'
 import type { NodeInfo } from './cluster/membership.js'
+import type { ClusterClients, ClusterClientInfo } from './cluster/clients.js'
+import { sumCounters, type NodeCounters } from './cluster/node-counters.js'
 import { EventHub, type BrokerEvents, type BrokerEventName } from './events.js'
 import type { Hooks } from './hooks.js'
 import { API_ORIGIN, BROKER_ORIGIN, type PublishInput } from './message.js'
@@ -24,11 +28,13 @@ import { listenTls } from './listeners/tls.js'
 import { listenWs } from './listeners/ws.js'
 import { listenWss } from './listeners/wss.js'
 import { startAdmin, type AdminServer, type Health } from './ops/admin.js'
+import { adminOperations } from './ops/admin/source.js'
 import { Metrics } from './ops/metrics.js'
 import { SysPublisher, type SysSource } from './ops/sys.js'
 import { RulesEngine } from './rules/engine.js'
 import { RuleHostProcess } from './rules/host-process.js'
 import { RuleFiles } from './rules/loader.js'
+import { levelRuleStateStore, redisRuleStateStore, RULE_STATE_PREFIX } from './rules/rule-state-store.js'
 import type { RuleStateView } from './rules/state.js'
 
 export interface BrokerOptions {
@@ -49,8 +55,8 @@ export interface BrokerOptions {
    */
   hooks?: Hooks
   /**
-   * Where `cluster.passwordEnv` is looked up (the CLI passes process.env).
-   * Only the cluster's Redis password is read from it.
+   * Where `cluster.passwordEnv` and `bridges[].passwordEnv` are looked up
+   * (the CLI passes process.env). Only those passwords are read from it.
    */
   env?: Readonly<Record<string, string | undefined>>
 }
@@ -73,6 +79,12 @@ export interface BrokerRules {
   remove(name: string): Promise<boolean>
 }
 
+/** What reload() may take beside the files it re-reads. */
+export interface ReloadOptions {
+  /** The "bridges" section of a re-read config file (SIGHUP): bridges whose settings changed reconnect, new ones start, removed ones stop. */
+  bridges?: Config['bridges']
+}
+
 export interface ListenerAddress {
   readonly type: 'tcp' | 'tls' | 'ws' | 'wss'
   readonly host: string
@@ -86,7 +98,7 @@ export interface ClusterView {
   nodeId: string
   nodes: NodeInfo[]
   /** Summed across the nodes listed. */
-  totals: { nodes: number, clients: number, messagesPerSecond: number }
+  totals: { nodes: number, clients: number, messagesPerSecond: number, counters: NodeCounters }
   /** This node's readiness (Redis outages, refused publishes), wills of dead nodes it published, QoS 0 it dropped while Redis was away. */
   self: ReturnType<ClusterNode['stats']>
 }
@@ -127,6 +139,8 @@ export interface Broker {
   clients(): ClientInfo[]
   /** A cluster node: GET /api/cluster (every node, their sums, this node's counters). */
   cluster?(): Promise<ClusterView>
+  /** A cluster node: every client of the cluster with its `node` (only that node's with `node`); GET /api/clients. ERR_CLUSTER_UNAVAILABLE while Redis is away. */
+  clusterClients?(node?: string): Promise<ClusterClientInfo[]>
   /** What GET /healthz answers: every listener up, persistence writable. */
   health(): Promise<Health>
   /** The Prometheus text that GET /metrics serves. */
@@ -138,9 +152,13 @@ export interface Broker {
   /**
    * Re-reads the password file, the ACL file and the TLS certificates (what
    * SIGHUP does). Connected clients stay connected; new connections and new
-   * checks see the new state. On any problem the old state is kept.
+   * checks see the new state. On any problem the old state is kept. Also the
+   * bridges' password variables and certificates, and `options.bridges` when
+   * given: only bridges whose settings changed reconnect (docs/bridges.md).
    */
-  reload(): Promise<{ ok: boolean, problems: string[] }>
+  reload(options?: ReloadOptions): Promise<{ ok: boolean, problems: string[] }>
+  /** Every bridge's state and counters, as GET /api/bridges shows them (docs/bridges.md). */
+  bridges(): BridgeView[]
   /** Graceful and idempotent: stop accepting, drain, close clients, close persistence. */
   close(): Promise<void>
 }
@@ -202,9 +220,13 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
       const received = c.publishReceived[0] + c.publishReceived[1] + c.publishReceived[2]
       const now = performance.now()
       if (now - rate.at >= 100) rate = { at: now, received, perSecond: (received - rate.received) / ((now - rate.at) / 1000) }
-      return { clients: core.connectedClients, messagesPerSecond: rate.perSecond }
+      // Summed across nodes by GET /api/cluster (cluster/node-counters.ts).
+      const own = node?.stats()
+      const counters = { received: c.publishReceived, sent: c.publishSent, qos0Dropped: own?.qos0Dropped ?? 0, refused: own?.readiness.refused ?? 0, willsPublished: own?.wills.published ?? 0, rules: engine.rules() }
+      return { clients: core.connectedClients, messagesPerSecond: rate.perSecond, counters }
     },
     publishWill: will => core.publishWill(will),
+    endSession: clientId => core.endSession(clientId),
     connectedWills: () => core.connectedWills(),
     onEvicted: err => {
       logger.error({ err: err.message }, 'this cluster node was evicted; closing')
@@ -255,9 +277,31 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
     logger,
     onDuration: (rule, ms) => durations.observe(rule, ms),
     flow: core,
-    ...(cluster ? { nodeId: cluster.nodeId } : {})
+    ...(cluster ? { nodeId: cluster.nodeId } : {}),
+    // ctx.state beside the sessions: in the LevelDB, or a cluster node's own in Redis; in memory otherwise (docs/rules.md#per-rule-state-ctxstate)
+    ...(opened.level
+      ? { ruleState: levelRuleStateStore(opened.level, rulesLog) }
+      : cluster ? { ruleState: redisRuleStateStore(cluster.store, `${RULE_STATE_PREFIX}${cluster.nodeId}:`, rulesLog) } : {})
+  })
+  // Bridges to other brokers (docs/bridges.md): in through core.publish()
+  // with origin 'bridge', out from bus holds; started after the rules.
+  const bridges = new Bridges({
+    publish: message => core.publish(message),
+    // Before the publisher's PUBACK: it waits for the out-queue write (bus.hold()).
+    hold: (filter, handler) => bus.hold(filter, handler),
+    // Mosquitto's bridge state topic, retained: 1 connected, 0 not.
+    state: (name, connected) => {
+      core.publish({ topic: `$SYS/broker/connection/${name}/state`, payload: Buffer.from(connected ? '1' : '0'), qos: 0, retain: true, origin: BROKER_ORIGIN }).catch(() => {})
+    },
+    logger: logger.child({ component: 'bridges' }),
+    maxPacketSize: cfg.limits.maxPacketSize,
+    env: options.env ?? {},
+    ...(opened.level ? { level: opened.level } : {}),
+    // A cluster node: queues in Redis, each bridge on the node holding its lease (docs/bridges.md#clusters).
+    ...(cluster ? { cluster: { redis: () => cluster.connect('bridges'), nodeId: cluster.nodeId, incarnation: cluster.brokerId, heartbeatMs: cluster.config.heartbeatMs } } : {})
   })
   const stats: SysSource = {
+    bridges: () => bridges.list(),
     counters: () => core.counters,
     connectedClients: () => core.connectedClients,
     sockets: () => ({ accepted: gate.accepted, refused: gate.refused, open: gate.open }),
@@ -289,6 +333,10 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
   }
   // A cluster node names itself on each of its clients (the others' are on their own nodes' /api/clients).
   const listClients = (): ClientInfo[] => cluster ? core.clients().map(c => ({ ...c, node: cluster.nodeId })) : core.clients()
+  // A cluster node: every node's clients, from Redis (cluster/clients.ts).
+  const clusterClients: ClusterClients | undefined = cluster && node
+    ? (await import('./cluster/clients.js')).attachClusterClients(cluster, { local: () => core.clients(), on: (event, listener) => events.on(event, listener) })
+    : undefined
   const bound: BoundListener[] = []
   let admin: AdminServer | undefined
   const health = async (): Promise<Health> => {
@@ -308,19 +356,25 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
     await cluster?.start()
     // Rules first: clients that connect find them loaded.
     await engine.start()
+    // A password variable or certificate that cannot be read: nothing is bound yet.
+    await bridges.start(cfg.bridges).catch((err: Error) => { throw new ConfigError(err.message.split('\n')) })
     for (const [i, l] of cfg.listeners.entries()) bound.push(await startListener(l, tlsMaterial[i], ctx))
     if (cfg.admin) {
       admin = await startAdmin(cfg.admin, {
         metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
         health,
         rules: () => engine.rules(),
-        clients: () => listClients(),
-        ...(node ? { cluster: () => clusterView(node) } : {})
+        bridges: () => bridges.list(),
+        clients: query => clusterClients ? clusterClients.query(query) : listClients(),
+        ...(node ? { cluster: () => clusterView(node) } : {}),
+        // publish, stream, retained, disconnect, rule detail and test, history (src/ops/admin/)
+        ...adminOperations({ core, bus, persistence, engine, config: cfg })
       }, err => logger.error({ err }, 'admin request failed'))
     }
   } catch (err) {
     await Promise.all(bound.map(b => b.close()))
     gate.destroyAll()
+    await bridges.close()
     await engine.close()
     await core.close()
     await cluster?.close()
@@ -331,8 +385,9 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
     logger.info({ listener: b.type, host: b.host, port: b.port }, `listening on ${scheme}://${formatHost(b.host)}:${b.port}${b.path ?? ''}`)
   }
   if (admin) {
-    logger.info({ listener: 'admin', host: admin.host, port: admin.port }, `admin on http://${formatHost(admin.host)}:${admin.port} (/metrics, /healthz, /api/rules, /api/clients)`)
-    if (!isLoopback(admin.host)) logger.warn({ host: admin.host }, 'the admin listener has no authentication and is not on loopback: restrict it with a firewall or a reverse proxy')
+    logger.info({ listener: 'admin', host: admin.host, port: admin.port }, `admin on ${admin.secure ? 'https' : 'http'}://${formatHost(admin.host)}:${admin.port} (console at /, /metrics, /healthz, /api/)`)
+    // Only with "allowAnonymous": true (config.ts refuses it otherwise).
+    if (!isLoopback(admin.host) && cfg.admin?.passwordFile === undefined) logger.warn({ host: admin.host }, 'the admin listener has no login (admin.allowAnonymous) and is not on loopback: anyone who reaches it controls the broker')
   }
   sys.start()
 
@@ -372,12 +427,16 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
     }),
     clients: () => listClients(),
     ...(node ? { cluster: () => clusterView(node) } : {}),
+    ...(clusterClients ? { clusterClients: (n?: string) => clusterClients.list(n) } : {}),
     health,
     metrics: () => metrics.text(),
     rules,
     reloadRules: () => engine.rescan(),
-    async reload () {
+    bridges: () => bridges.list(),
+    async reload (reloadOptions?: ReloadOptions) {
       const problems = await auth.reload()
+      problems.push(...await bridges.reload(reloadOptions?.bridges))
+      if (admin) problems.push(...await admin.reload())
       for (const warning of auth.warnings) logger.warn(warning)
       cfg.listeners.forEach((l, i) => {
         const listener = bound[i]
@@ -391,7 +450,7 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
         }
       })
       if (problems.length > 0) logger.error({ problems }, 'reload failed in part; the previous state is kept where it failed')
-      else logger.info('reloaded the password file, the ACL file and the TLS certificates')
+      else logger.info('reloaded the password file, the ACL file, the TLS certificates and the bridges')
       return { ok: problems.length === 0, problems }
     },
     close () {
@@ -402,6 +461,8 @@ export async function createBroker (config: ConfigInput | Config = {}, options: 
         const stopped = bound.map(b => b.close())
         if (admin) stopped.push(admin.close())
         await engine.close()
+        // Before the store: the out queues' last writes go to its LevelDB.
+        await bridges.close()
         await Promise.all(stopped.concat(closeCore(core, gate)))
         // After the store: membership leaves the registry last.
         await cluster?.close()
@@ -427,7 +488,8 @@ async function clusterView (node: ClusterNode): Promise<ClusterView> {
     totals: {
       nodes: nodes.length,
       clients: nodes.reduce((n, x) => n + x.clients, 0),
-      messagesPerSecond: Math.round(nodes.reduce((n, x) => n + x.messagesPerSecond, 0) * 100) / 100
+      messagesPerSecond: Math.round(nodes.reduce((n, x) => n + x.messagesPerSecond, 0) * 100) / 100,
+      counters: sumCounters(nodes.map(n => n.counters))
     },
     self: node.stats()
   }
