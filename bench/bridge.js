@@ -7,13 +7,11 @@
 // subscriber on the bridging one; `out`: the other way round. The load is
 // run.js's (worker threads on raw sockets); CPU is counted over both broker
 // processes, and for the bridging broker alone.
-import { spawn } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import mqtt from 'mqtt'
-import { freePort } from './lib/brokers.js'
+import { freePort, proc } from './lib/brokers.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 
@@ -62,7 +60,7 @@ async function bridged (kind, o) {
       }
       const file = path.join(localDir, 'switchyard.json')
       writeFileSync(file, JSON.stringify(config))
-      local = await start(process.execPath, ['--no-node-snapshot', ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), path.join(ROOT, 'bin/switchyard.js'), 'start', '--config', file], localPort, localDir)
+      local = await proc(process.execPath, ['--no-node-snapshot', ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), path.join(ROOT, 'bin/switchyard.js'), 'start', '--config', file], { port: localPort, dir: localDir })
     } else {
       // Mosquitto's bridge, with its defaults but for the queue bound (Switchyard's: 100,000)
       local = await mosquitto(localPort, localDir, ['connection bench', `address 127.0.0.1:${remotePort}`, `topic bench/# ${direction} ${qos}`, 'cleansession true', 'notifications false'])
@@ -89,42 +87,7 @@ async function bridged (kind, o) {
 function mosquitto (port, dir, extra) {
   const conf = path.join(dir, 'mosquitto.conf')
   writeFileSync(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'log_dest stderr', 'log_type error', 'max_connections -1', 'max_queued_messages 100000', ...extra].join('\n') + '\n')
-  return start('mosquitto', ['-c', conf], port, dir)
-}
-
-/** Starts a process; resolves once `port` accepts connections. */
-async function start (cmd, args, port, dir) {
-  const child = spawn(cmd, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  child.stdout.on('data', d => { output += d })
-  child.stderr.on('data', d => { output += d })
-  const startedAt = performance.now()
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`${cmd} exited: ${output}`)
-    if (Date.now() > deadline) throw new Error(`${cmd} did not start: ${output}`)
-    if (await accepts(port)) break
-    await new Promise(resolve => setTimeout(resolve, 5))
-  }
-  return {
-    pid: child.pid,
-    startupMs: performance.now() - startedAt,
-    output: () => output,
-    async stop () {
-      if (child.exitCode !== null) return
-      child.kill('SIGTERM')
-      await Promise.race([new Promise(resolve => child.once('exit', resolve)), new Promise(resolve => setTimeout(resolve, 5000))])
-      if (child.exitCode === null) child.kill('SIGKILL')
-    }
-  }
-}
-
-function accepts (port) {
-  return new Promise(resolve => {
-    const s = net.connect(port, '127.0.0.1')
-    s.once('connect', () => { s.destroy(); resolve(true) })
-    s.once('error', () => resolve(false))
-  })
+  return proc('mosquitto', ['-c', conf], { port, dir })
 }
 
 /** Publishes bench/probe on `pubPort` until it arrives on `subPort` (15 s at most). */

@@ -182,8 +182,11 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   })
 }
 
-/** Starts a process and resolves once it accepts TCP connections on o.port (and printed `ready`, if given). */
-async function proc (cmd, args, o, ready) {
+/**
+ * Starts a process and resolves once it accepts TCP connections on o.port
+ * (and printed `ready`, if given); killed if the bench is interrupted.
+ */
+export async function proc (cmd, args, o, ready) {
   const child = spawn(cmd, args, { cwd: o.dir, stdio: ['ignore', 'pipe', 'pipe'] })
   running.add(child)
   child.once('exit', () => running.delete(child))

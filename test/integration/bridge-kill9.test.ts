@@ -1,9 +1,8 @@
-import net from 'node:net'
-import mqttPacket from 'mqtt-packet'
 import { describe, expect, test } from 'vitest'
 import { tempDir } from '../helpers/broker.js'
 import { connect, inbox } from '../helpers/client.js'
-import { startCli, type CliProcess } from '../helpers/cli.js'
+import { startCli } from '../helpers/cli.js'
+import { publishUntilKilled, random } from '../helpers/kill9.js'
 import { hasMosquitto, startMosquitto } from '../helpers/mosquitto.js'
 import { until } from '../helpers/wait.js'
 
@@ -20,53 +19,7 @@ import { until } from '../helpers/wait.js'
  * acknowledged QoS 1 messages here; with the write's promise ignored, 490
  * and 496 over five rounds of QoS 1 and 2.
  */
-const IN_FLIGHT = 500
 const ROUNDS = 5
-
-// mulberry32: a seeded generator, so a failing kill point can be replayed
-function random (seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6D2B79F5) | 0
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-/** Publishes at `qos` with IN_FLIGHT outstanding; SIGKILLs the broker after `killAfter` PUBACKs (QoS 2: PUBRECs); resolves with the acknowledged payloads. */
-async function publishUntilKilled (cli: CliProcess, round: number, killAfter: number, qos: 1 | 2): Promise<Set<string>> {
-  const socket = net.connect(cli.ports.tcp!, '127.0.0.1')
-  socket.setNoDelay(true)
-  socket.on('error', () => {})
-  const parser = mqttPacket.parser()
-  const inFlight = new Map<number, string>()
-  const acked = new Set<string>()
-  let sent = 0
-  const sendOne = () => {
-    const messageId = (sent % 65535) + 1
-    const payload = `${round}-${sent++}`
-    inFlight.set(messageId, payload)
-    socket.write(mqttPacket.generate({ cmd: 'publish', topic: `k9/${round}`, payload, qos, messageId, retain: false, dup: false }))
-  }
-  parser.on('packet', p => {
-    if (p.cmd === 'connack') {
-      for (let i = 0; i < IN_FLIGHT; i++) sendOne()
-    } else if (p.cmd === 'puback' || p.cmd === 'pubrec') {
-      // QoS 2: the message is the broker's at PUBREC [MQTT-4.3.3-1]; PUBREL only releases the id.
-      if (p.cmd === 'pubrec') socket.write(mqttPacket.generate({ cmd: 'pubrel', messageId: p.messageId! }))
-      acked.add(inFlight.get(p.messageId!)!)
-      inFlight.delete(p.messageId!)
-      if (acked.size === killAfter) cli.proc.kill('SIGKILL')
-      else if (acked.size < killAfter) sendOne()
-    }
-  })
-  socket.on('data', d => parser.parse(d))
-  socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: `k9-pub-${round}`, keepalive: 60 }))
-  expect(await cli.exited).toBe('SIGKILL')
-  // PUBACKs already on their way still count: wait until the socket is gone
-  if (!socket.destroyed) await new Promise(resolve => socket.once('close', resolve))
-  return acked
-}
 
 describe.skipIf(!hasMosquitto)('bridge out queue across kill -9', () => {
   test('kill -9 with 500 QoS 1 or 2 messages in flight to a bridged topic loses no acknowledged message, over five rounds (LevelDB)', { timeout: 240_000 }, async () => {

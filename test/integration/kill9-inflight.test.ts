@@ -1,9 +1,8 @@
-import net from 'node:net'
-import mqttPacket from 'mqtt-packet'
 import { expect, test } from 'vitest'
 import { tempDir } from '../helpers/broker.js'
 import { connect, inbox } from '../helpers/client.js'
-import { startCli, type CliProcess } from '../helpers/cli.js'
+import { startCli } from '../helpers/cli.js'
+import { publishUntilKilled, random } from '../helpers/kill9.js'
 
 /*
  * Issue 9, finding 1: Aedes 1.2 wrote a QoS 1 PUBACK before storing the
@@ -13,51 +12,7 @@ import { startCli, type CliProcess } from '../helpers/cli.js'
  * times; after each restart the offline persistent subscriber must receive
  * every message whose PUBACK arrived.
  */
-const IN_FLIGHT = 500
 const ROUNDS = 3
-
-// mulberry32: a seeded generator, so a failing kill point can be replayed
-function random (seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6D2B79F5) | 0
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-/** Publishes QoS 1 with IN_FLIGHT outstanding; SIGKILLs the broker after `killAfter` PUBACKs; resolves with the acknowledged payloads. */
-async function publishUntilKilled (cli: CliProcess, round: number, killAfter: number): Promise<Set<string>> {
-  const socket = net.connect(cli.ports.tcp!, '127.0.0.1')
-  socket.setNoDelay(true)
-  socket.on('error', () => {})
-  const parser = mqttPacket.parser()
-  const inFlight = new Map<number, string>()
-  const acked = new Set<string>()
-  let sent = 0
-  const sendOne = () => {
-    const messageId = (sent % 65535) + 1
-    const payload = `${round}-${sent++}`
-    inFlight.set(messageId, payload)
-    socket.write(mqttPacket.generate({ cmd: 'publish', topic: `k9/${round}`, payload, qos: 1, messageId, retain: false, dup: false }))
-  }
-  parser.on('packet', p => {
-    if (p.cmd === 'connack') {
-      for (let i = 0; i < IN_FLIGHT; i++) sendOne()
-    } else if (p.cmd === 'puback') {
-      acked.add(inFlight.get(p.messageId!)!)
-      inFlight.delete(p.messageId!)
-      if (acked.size === killAfter) cli.proc.kill('SIGKILL')
-      else if (acked.size < killAfter) sendOne()
-    }
-  })
-  socket.on('data', d => parser.parse(d))
-  socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: `k9-pub-${round}`, keepalive: 60 }))
-  expect(await cli.exited).toBe('SIGKILL')
-  // PUBACKs already on their way still count: wait until the socket is gone
-  if (!socket.destroyed) await new Promise(resolve => socket.once('close', resolve))
-  return acked
-}
 
 test('kill -9 with 500 QoS 1 messages in flight loses no acknowledged message, over three rounds (LevelDB)', { timeout: 180_000 }, async () => {
   const seed = Number(process.env.KILL9_SEED ?? Date.now() % 100_000)
