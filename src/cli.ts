@@ -6,7 +6,7 @@
  * test/unit/process-boundary.test.ts keeps `process` out of every other file.
  */
 import nodeCluster from 'node:cluster'
-import { readFileSync, unlinkSync, writeFileSync } from 'node:fs'
+import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { createBroker, type Broker } from './server.js'
 import { forWorker, loadConfig, type Config } from './config.js'
@@ -161,7 +161,11 @@ function writePidFile (file: string): void {
   const absolute = path.resolve(file)
   const content = `${process.pid}\n`
   try {
-    writeFileSync(absolute, content)
+    // Written whole, then renamed into place: a supervisor or a script that
+    // reads it never sees it empty or half-written.
+    const partial = `${absolute}.${process.pid}.tmp`
+    writeFileSync(partial, content)
+    renameSync(partial, absolute)
   } catch (err) {
     throw new SwitchyardError('ERR_PID_FILE', `cannot write the pid file ${absolute}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; create its directory, or make it writable by this user`, { cause: err })
   }

@@ -96,7 +96,8 @@ async function placement (w: Workers, clientIds: string[]): Promise<Map<string, 
 describe('cluster.workers: 2 under `switchyard start`', () => {
   test('clients over TCP and WebSocket land on both workers, and QoS 1 messages cross between them with no loss', async () => {
     const w = await startWorkers()
-    // the primary's pid, not a worker's
+    // the primary's pid, not a worker's; written just after the last worker's 'worker ready'
+    await until(() => existsSync(w.pidFile), 'the pid file')
     expect(readFileSync(w.pidFile, 'utf8')).toBe(`${w.cli.proc.pid}\n`)
     expect([...w.pids().values()]).not.toContain(w.cli.proc.pid)
 
