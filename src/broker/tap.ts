@@ -19,11 +19,21 @@ export function markOrigin (packet: AedesPublishPacket, origin: Origin): void {
 // core.publish() marks its packets with their origin; unmarked ones are a
 // client's (its PUBLISH or will), or a will of a previous run's client
 // (client null), or Aedes's own $SYS/<id>/ traffic, which nobody receives.
+// A client's origin is made once per connection, not per message: the rules
+// engine keeps it while a conversion waits (many wait under a flood).
 function origins (registry: ClientRegistry): (packet: AedesPublishPacket, client: Client | null) => Origin | undefined {
+  const ofClient = new WeakMap<Client, Origin>()
   return (packet, client) => {
     const marked = packetMark<Origin>(packet)
     if (marked !== undefined) return marked
-    if (client) return { kind: 'client', clientId: client.id, username: registry.of(client).username, chain: NO_CHAIN }
+    if (client) {
+      const username = registry.of(client).username
+      let origin = ofClient.get(client)
+      if (origin === undefined || origin.clientId !== client.id || origin.username !== username) {
+        ofClient.set(client, origin = Object.freeze({ kind: 'client', clientId: client.id, username, chain: NO_CHAIN }))
+      }
+      return origin
+    }
     if (packet.topic.startsWith(SYS_PREFIX)) return undefined
     return { kind: 'client', clientId: willClientId(packet) ?? null, username: null, chain: NO_CHAIN }
   }

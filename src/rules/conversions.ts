@@ -26,7 +26,13 @@ import type { RuleMessage } from './protocol.js'
  */
 export const HOST_WINDOW = 512
 
-export interface Job { id: number, rule: string, msg: RuleMessage }
+/**
+ * One conversion, from add() to settle(): the ledger's entry, its place in
+ * its rule's queue and in a batch, and what the frame is written from. One
+ * object per conversion, not an entry and a job: under a flood thousands
+ * wait, and each object that waits is copied by every scavenge.
+ */
+export interface Job { readonly id: number, readonly rule: string, readonly msg: RuleMessage, readonly done: RunDone, sent: boolean }
 
 /** What one death of the host cost. */
 export interface Loss {
@@ -36,12 +42,10 @@ export interface Loss {
   waiting: number
 }
 
-interface Entry { rule: string, done: RunDone, sent: boolean }
-
 export class Conversions {
   readonly #window: number
   /** Every conversion asked for and not yet settled. */
-  readonly #entries = new Map<number, Entry>()
+  readonly #entries = new Map<number, Job>()
   /** Asked for and not yet settled, per rule. */
   readonly #perRule = new Map<string, number>()
   /** Sent to the host and not yet settled, per rule: at most the window. */
@@ -75,10 +79,9 @@ export class Conversions {
   }
 
   add (rule: string, msg: RuleMessage, done: RunDone): void {
-    const id = this.#nextId++
-    this.#entries.set(id, { rule, done, sent: false })
+    const job: Job = { id: this.#nextId++, rule, msg, done, sent: false }
+    this.#entries.set(job.id, job)
     this.#perRule.set(rule, this.inflight(rule) + 1)
-    const job = { id, rule, msg }
     const queue = this.#queues.get(rule)
     if (queue) queue.push(job)
     else this.#queues.set(rule, [job])
@@ -99,7 +102,7 @@ export class Conversions {
       const taken = queue.length <= room ? queue : queue.splice(0, room)
       if (taken === queue) this.#queues.delete(rule)
       for (const job of taken) {
-        this.#entries.get(job.id)!.sent = true
+        job.sent = true
         jobs.push(job)
       }
       this.#inHost.set(rule, inHost + taken.length)
@@ -146,10 +149,11 @@ export class Conversions {
     const resend = new Map<string, Job[]>()
     for (const jobs of this.#unacked.values()) {
       for (const job of jobs) {
+        if (this.#entries.get(job.id) !== job) continue // settled already
         let list = resend.get(job.rule)
         if (!list) resend.set(job.rule, list = [])
         list.push(job)
-        this.#entries.get(job.id)!.sent = false
+        job.sent = false
       }
     }
     this.#unacked.clear()

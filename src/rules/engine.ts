@@ -20,7 +20,7 @@ import type { Logger } from 'pino'
 import type { Config } from '../config.js'
 import { SwitchyardError } from '../errors.js'
 import { admit } from './admit.js'
-import type { Message } from '../message.js'
+import type { Message, Origin } from '../message.js'
 import type { Feed, FlowTarget, Publisher, RuleFileChange, RuleRunner, RuleSource, RunResult } from './contracts.js'
 import { FlowControl } from './flow.js'
 import type { LoadLimits } from './host-loads.js'
@@ -81,6 +81,8 @@ export class RulesEngine {
   /** `<name>.next.js` files: shadow versions of the live rules (shadow.ts). */
   readonly #shadows: Shadows
   readonly #feed: Feed | undefined
+  /** Each rule's last output origin, and the input origin it was made for (#outputOrigin). */
+  readonly #outputOrigins = new WeakMap<RuleState, { from: Origin, to: Origin }>()
   #untap: (() => void) | undefined
   #closed = false
   #closing: Promise<void> | undefined
@@ -135,12 +137,12 @@ export class RulesEngine {
    */
   route (message: Message): void {
     if (this.#closed || message.origin.kind === 'broker') return
-    let input: RuleMessage | undefined
+    let input: RuleInput | undefined
     for (const name of this.#router.match(message.topic)) { // 1. match
       const rule = this.#rules.get(name)
       if (rule?.meta === undefined || !this.#admit(rule, message.origin.chain)) continue
       input ??= toRuleMessage(message)
-      this.#convert(rule, input, message) // 4. settle and 5. publish follow when the result is back
+      this.#convert(rule, input, message.origin) // 4. settle and 5. publish follow when the result is back
     }
   }
 
@@ -178,20 +180,22 @@ export class RulesEngine {
     return admission === 'convert'
   }
 
-  // 3. convert; only a client's own message can be paused at its source
-  #convert (rule: RuleState, input: RuleMessage, message: Message): void {
+  // 3. convert; only a client's own message can be paused at its source.
+  // What waits for the result is the rule message and the origin (one per
+  // client, tap.ts), not the Message: under a flood thousands wait, and each
+  // waiting object is copied by every scavenge (docs/benchmarks.md).
+  #convert (rule: RuleState, input: RuleInput, origin: Origin): void {
     // A shadow version, if any, converts it too, for comparison only (shadow.ts).
     const compare = rule.meta && this.#shadows.mirror(rule.name, input, rule.meta)
     this.#runner.convert(rule.name, input, (result, ms) => {
       compare?.(result)
-      this.#settle(rule, message, result, ms)
+      this.#settle(rule, input, origin, result, ms)
     })
-    const { origin } = message
     if (origin.kind === 'client' && origin.clientId !== null) this.#flow.queued(rule.name, origin.clientId, this.#runner.inflight(rule.name))
   }
 
   // 4. settle
-  #settle (rule: RuleState, input: Message, result: RunResult, ms: number): void {
+  #settle (rule: RuleState, input: RuleInput, origin: Origin, result: RunResult, ms: number): void {
     rule.lastConverted = Date.now()
     this.#flow.settled(rule.name, this.#runner.inflight(rule.name))
     if (ms > 0) {
@@ -203,27 +207,43 @@ export class RulesEngine {
     // ctx.state changes, kept by the rule host already (whatever the broker then thinks of the outputs); not a removed rule's
     if (result.kind === 'ok' && result.state !== undefined && this.#rules.get(rule.name) === rule) this.#states.apply(rule.name, result.state)
     const settled = settle(rule, input.topic, result, this.#maxPacketSize, Date.now())
-    if (settled.kind === 'ok') for (const output of settled.outputs) this.#publish(rule, input, output)
-    else if (settled.kind === 'failed') this.#failed(rule, input, settled)
+    if (settled.kind === 'ok') for (const output of settled.outputs) this.#publish(rule, input, origin, output)
+    else if (settled.kind === 'failed') this.#failed(rule, { topic: input.topic, payload: input.bytes, qos: input.qos, retain: input.retain, origin }, settled)
   }
 
   // 5. publish; the bus brings it back to route() (chains, such as telemetry feeding an alert rule)
-  #publish (rule: RuleState, input: Message, output: RawOutput): void {
+  #publish (rule: RuleState, input: RuleInput, origin: Origin, output: RawOutput): void {
     rule.counters.outputs++
     const resolved = resolveOutput(output, rule.meta?.qos, input.qos)
-    const { clientId, username, chain } = input.origin
+    const { payload } = resolved
     const message: { -readonly [K in keyof Message]: Message[K] } = {
       topic: resolved.topic,
-      payload: typeof resolved.payload === 'string' ? Buffer.from(resolved.payload) : Buffer.from(resolved.payload.buffer, resolved.payload.byteOffset, resolved.payload.byteLength),
+      // The frame's decoder gives each output Buffer its own bytes (ipc-frames.ts): published as it is
+      payload: typeof payload === 'string' ? Buffer.from(payload) : Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
       qos: resolved.qos,
       retain: resolved.retain,
-      origin: { kind: 'rule', clientId, username, rule: rule.name, chain: [...chain, rule.name] }
+      origin: this.#outputOrigin(rule, origin)
     }
     if (resolved.properties !== undefined) message.properties = messageProperties(resolved.properties)
-    publishInOrder(rule.lane, message, m => this.#publisher.publish(m).catch(err => {
-      this.#logger.warn({ rule: rule.name, topic: m.topic, err: (err as Error).message }, 'rule output could not be published')
-    }))
+    publishInOrder(rule.lane, message, this.#publishOutput)
   }
+
+  // The origin of `rule`'s outputs of a message from `from`: the same object
+  // while the same client (tap.ts) feeds the rule, not two objects per output.
+  #outputOrigin (rule: RuleState, from: Origin): Origin {
+    let last = this.#outputOrigins.get(rule)
+    if (last?.from === from) return last.to
+    const { clientId, username, chain } = from
+    const to: Origin = Object.freeze({ kind: 'rule', clientId, username, rule: rule.name, chain: Object.freeze([...chain, rule.name]) })
+    if (last === undefined) this.#outputOrigins.set(rule, last = { from, to })
+    else { last.from = from; last.to = to }
+    return to
+  }
+
+  // One function for every output, not a closure each
+  readonly #publishOutput = (m: Message): Promise<void> => this.#publisher.publish(m).catch(err => {
+    this.#logger.warn({ rule: m.origin.rule, topic: m.topic, err: (err as Error).message }, 'rule output could not be published')
+  })
 
   #failed (rule: RuleState, input: Message, failure: Extract<Settled, { kind: 'failed' }>): void {
     rule.noteInput({ topic: input.topic, payload: input.payload, qos: input.qos, retain: input.retain, clientId: input.origin.clientId })
@@ -304,8 +324,11 @@ function loadLimits (config: Config['rules']): LoadLimits {
   return { timeoutMs: config.timeoutMs, memoryLimitMb: config.memoryLimitMb, isolateIdleMs: config.isolateIdleMs }
 }
 
-function toRuleMessage (m: Message): RuleMessage {
-  const msg: RuleMessage = {
+/** A rule message as the engine makes it: its bytes are the Message's payload. */
+interface RuleInput extends RuleMessage { bytes: Buffer }
+
+function toRuleMessage (m: Message): RuleInput {
+  const msg: RuleInput = {
     topic: m.topic,
     // Bytes only: the rule host decodes the text, off this event loop. No
     // copy: the IPC frame (ipc-frames.ts) copies just the view's bytes.

@@ -192,10 +192,24 @@ export function decodeResults (frame: Uint8Array): FrameResult[] {
   return results
 }
 
+/**
+ * An output's bytes as a Buffer of their own (pooled when small), which the
+ * broker publishes as it is: one copy and one Buffer object, where
+ * Buffer.from(subarray) made two. Not a view of the frame: a retained or
+ * queued output would keep the whole frame alive.
+ */
+function bufferOf (r: Reader): Buffer {
+  const n = r.u32()
+  const bytes = Buffer.allocUnsafe(n)
+  r.buf.copy(bytes, 0, r.off, r.off + n)
+  r.off += n
+  return bytes
+}
+
 function readOutput (r: Reader): RawOutput {
   const flags = r.u8()
   const topic = r.str()
-  const o: RawOutput = { topic, payload: flags & TEXT ? r.str() : r.bytes(false) }
+  const o: RawOutput = { topic, payload: flags & TEXT ? r.str() : bufferOf(r) }
   if (flags & HAS_QOS) o.qos = (flags & QOS_MASK) as 0 | 1 | 2
   if (flags & HAS_RETAIN) o.retain = (flags & RETAIN) !== 0
   if (flags & EXTRA) Object.assign(o, r.blob())
